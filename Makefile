@@ -1,0 +1,33 @@
+# lorry: `make demo` and `make test` each install what they need and build first.
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+CTEST_ARGS ?=
+
+.PHONY: all bootstrap build demo test unit integration clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+$(BUILD_DIR)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: bootstrap $(BUILD_DIR)/Makefile
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+demo: build
+	$(BUILD_DIR)/lorry demo
+
+# Unit tests need no server; integration tests start their own clusters.
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+
+unit: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -LE integration
+
+integration: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -L integration
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,111 @@
+// Applier: applies decoded pgoutput changes to the subscriber, one provider
+// transaction per subscriber transaction, advancing the replication origin
+// inside that same transaction (exactly once, in commit order).
+//
+// Invariants:
+//  - A subscriber transaction is open only between a BEGIN that had at least
+//    one change to apply and its COMMIT; Rollback() discards it.
+//  - After Commit() returns ok, the transaction and the origin's progress
+//    (its end LSN) are durable on the subscriber: synchronous_commit is on
+//    for this session, so the end LSN may be reported to the provider as
+//    flushed.
+//  - Statements are prepared once per (table, operation, columns sent, NULL
+//    pattern of the key), never built per row with values inlined.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "apply/statement_builder.h"
+#include "catalog/catalog.h"
+#include "common/lsn.h"
+#include "common/status.h"
+#include "pg/connection.h"
+#include "pg/quote.h"
+#include "protocol/pgoutput.h"
+
+namespace lorry::apply {
+
+struct ApplyStats {
+  int64_t xacts = 0;           // provider transactions committed on the subscriber
+  int64_t changes = 0;         // rows inserted, updated or deleted, and truncates
+  int64_t missing_rows = 0;    // UPDATE/DELETE that found no row on the subscriber
+};
+
+class Applier {
+ public:
+  // Decides whether a change to `table` in the transaction whose commit
+  // record starts at `final_lsn` is applied (a table still copying is not).
+  using TableFilter = std::function<bool(const pg::QualifiedName& table, Lsn final_lsn)>;
+
+  // REQUIRES: conn outlives the Applier and is used by nobody else.
+  Applier(pg::PgConn* conn, std::string origin, TableFilter filter, int statement_cache_size = 1000);
+  Applier(const Applier&) = delete;
+  Applier& operator=(const Applier&) = delete;
+
+  // Binds the session to the replication origin. Call once per connection.
+  Status Setup();
+
+  // Applies one decoded message. Errors carry the table, key and LSN.
+  Status Handle(const protocol::PgOutputMessage& msg);
+
+  // Discards an open subscriber transaction (e.g. when stopping mid-stream).
+  void Rollback();
+
+  bool in_transaction() const { return in_remote_xact_; }
+  Lsn last_commit_end() const { return last_commit_end_; }
+  int64_t last_commit_time() const { return last_commit_time_; }
+  const ApplyStats& stats() const { return stats_; }
+  void set_stats(const ApplyStats& s) { stats_ = s; }
+
+ private:
+  struct Relation {
+    protocol::RelationMsg remote;
+    std::optional<catalog::TableInfo> local;  // loaded on first applied change
+    int generation = 0;                       // bumps when a RELATION message changes it
+  };
+
+  Status OnBegin(const protocol::BeginMsg& m);
+  Status OnCommit(const protocol::CommitMsg& m);
+  Status OnRelation(const protocol::RelationMsg& m);
+  Status OnInsert(const protocol::InsertMsg& m);
+  Status OnUpdate(const protocol::UpdateMsg& m);
+  Status OnDelete(const protocol::DeleteMsg& m);
+  Status OnTruncate(const protocol::TruncateMsg& m);
+
+  // The relation for relid if its changes are applied in this transaction,
+  // nullptr if they are skipped.
+  Result<Relation*> Target(Oid relid, const char* op);
+  Status EnsureLocal(Relation* rel);
+  Status EnsureSubscriberTransaction();
+  // Prepares (once) and runs the statement; *rows gets the affected row count.
+  Status Execute(const std::string& cache_key, const std::function<std::string()>& build,
+                 const std::vector<pg::Param>& params, int64_t* rows);
+  // WHERE columns and values from an old (or new) tuple.
+  Status KeyFrom(const Relation& rel, const protocol::TupleData& tuple, std::vector<KeyColumn>* key,
+                 std::vector<pg::Param>* params, std::string* shape, std::string* shown) const;
+  std::string Where(const Relation& rel, const char* op, const std::string& key_shown) const;
+
+  pg::PgConn* conn_;
+  std::string origin_;
+  TableFilter filter_;
+  int statement_cache_size_;
+
+  std::unordered_map<Oid, Relation> relations_;
+  std::unordered_map<std::string, std::string> statements_;  // cache key -> prepared name
+  int next_statement_ = 0;
+
+  bool in_remote_xact_ = false;   // between BEGIN and COMMIT of the stream
+  bool in_local_xact_ = false;    // a subscriber transaction is open
+  Lsn xact_final_lsn_;
+  int64_t xact_commit_time_ = 0;
+  Lsn last_commit_end_;
+  int64_t last_commit_time_ = 0;
+  int64_t xact_changes_ = 0;
+  ApplyStats stats_;
+};
+
+}  // namespace lorry::apply

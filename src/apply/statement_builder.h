@@ -1,0 +1,37 @@
+// SQL text for applying one change, built once per (table, operation, shape)
+// and then prepared; values are always parameters, never inlined.
+//
+// Parameters are numbered in the order the builder lists them: first the
+// SET/VALUES columns, then the WHERE columns that are not NULL.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pg/quote.h"
+
+namespace lorry::apply {
+
+// One column of a WHERE clause that identifies a row.
+struct KeyColumn {
+  std::string name;
+  bool is_null = false;   // compared with IS NULL, takes no parameter
+  bool by_text = false;   // the type has no equality operator: compare text forms
+};
+
+// INSERT INTO t (c1, c2) VALUES ($1, $2)
+std::string BuildInsert(const pg::QualifiedName& table, const std::vector<std::string>& columns);
+
+// UPDATE t SET a = $1 WHERE k = $2 ...
+// With `one_row` (replica identity FULL, where rows may repeat) exactly one
+// matching row is touched: WHERE ctid = (SELECT ctid ... LIMIT 1).
+std::string BuildUpdate(const pg::QualifiedName& table, const std::vector<std::string>& set_columns,
+                        const std::vector<KeyColumn>& key, bool one_row);
+
+// DELETE FROM t WHERE k = $1 ...
+std::string BuildDelete(const pg::QualifiedName& table, const std::vector<KeyColumn>& key, bool one_row);
+
+// TRUNCATE t1, t2 [RESTART IDENTITY] [CASCADE]
+std::string BuildTruncate(const std::vector<pg::QualifiedName>& tables, bool restart_identity, bool cascade);
+
+}  // namespace lorry::apply

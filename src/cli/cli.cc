@@ -1,0 +1,71 @@
+#include "cli/cli.h"
+
+#include <filesystem>
+#include <iostream>
+
+#include "common/log.h"
+#include "pg/conninfo.h"
+
+namespace lorry::cli {
+
+Result<Config> ResolveConfig(const GlobalOptions& g) {
+  Config config;
+  std::string path = ResolveConfigPath(g.config_path);
+  bool named = !g.config_path.empty() || std::getenv("LORRY_CONFIG") != nullptr;
+  if (named || std::filesystem::exists(path)) {
+    LORRY_ASSIGN_OR_RETURN(config, LoadConfigFile(path));
+  }
+  if (!g.provider.empty()) config.provider = g.provider;
+  if (!g.subscriber.empty()) config.subscriber = g.subscriber;
+  if (!g.name.empty()) config.name = g.name;
+  if (!g.log_level.empty()) config.log_level = g.log_level;
+  LORRY_RETURN_IF_ERROR(ValidateConfig(config));
+  if (config.provider.empty() && config.subscriber.empty())
+    return Status::Usage(fmt::format(
+        "no provider or subscriber given: write them in {} or pass --provider and --subscriber", path));
+  return config;
+}
+
+int Finish(const Status& s) {
+  if (!s.ok() && s.kind() != Status::Kind::kNotTrue) {
+    std::cerr << "lorry: " << pg::RedactSecrets(s.message()) << "\n";
+  } else if (!s.ok()) {
+    std::cerr << pg::RedactSecrets(s.message()) << "\n";
+  }
+  return s.ExitCode();
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"lorry: logical replication for PostgreSQL", "lorry"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("lorry ") + LORRY_VERSION);
+  GlobalOptions g;
+  auto* opts = app.add_option_group("global");
+  opts->add_option("-c,--config", g.config_path, "config file (default $LORRY_CONFIG or ./lorry.toml)");
+  opts->add_option("--provider", g.provider, "provider connection string (libpq key=value or URI)");
+  opts->add_option("--subscriber", g.subscriber, "subscriber connection string");
+  opts->add_option("--name", g.name, "subscription name (default main)");
+  opts->add_option("--log-level", g.log_level, "trace, debug, info, warn or error");
+  app.fallthrough();
+
+  Action action;
+  RegisterInit(app, g, action);
+  RegisterAdd(app, g, action);
+  RegisterRemove(app, g, action);
+  RegisterRun(app, g, action);
+  RegisterWait(app, g, action);
+  RegisterStatus(app, g, action);
+  RegisterDrop(app, g, action);
+  RegisterDemo(app, g, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  SetupLogging(g.log_level.empty() ? "info" : g.log_level);
+  if (!action) return 2;
+  return action();
+}
+
+}  // namespace lorry::cli

@@ -1,0 +1,87 @@
+// Subcommands init, add, remove, wait, status, tables and drop: option
+// parsing only; the work is in admin/.
+#include <iostream>
+
+#include "admin/admin.h"
+#include "cli/cli.h"
+#include "common/log.h"
+#include "common/log.h"
+
+namespace lorry::cli {
+
+namespace {
+// Resolves the config, then runs `body` with it.
+template <typename F>
+int WithConfig(const GlobalOptions& g, F body) {
+  auto config = ResolveConfig(g);
+  if (!config.ok()) return Finish(config.status());
+  SetLogLevel(config->log_level);
+  return Finish(body(*config));
+}
+}  // namespace
+
+void RegisterInit(CLI::App& app, GlobalOptions& g, Action& action) {
+  auto* cmd = app.add_subcommand("init", "check both servers and install lorry's objects");
+  cmd->callback([&] {
+    action = [&] { return WithConfig(g, [](const Config& c) { return admin::Init(c, {}, std::cout); }); };
+  });
+}
+
+void RegisterAdd(CLI::App& app, GlobalOptions& g, Action& action) {
+  auto* cmd = app.add_subcommand("add", "add tables to the subscription");
+  auto opts = std::make_shared<admin::AddOptions>();
+  cmd->add_option("tables", opts->tables, "tables, qualified or not (SQL quoting allowed)");
+  cmd->add_flag("--all", opts->all, "every table of every user schema (or of --schema)");
+  cmd->add_option("--schema", opts->schema, "with --all: only this schema");
+  cmd->add_flag("--insert-only", opts->insert_only,
+                "replicate only INSERT and TRUNCATE (for tables without a replica identity)");
+  cmd->callback([&, opts] {
+    action = [&, opts] { return WithConfig(g, [&](const Config& c) { return admin::Add(c, *opts, std::cout); }); };
+  });
+}
+
+void RegisterRemove(CLI::App& app, GlobalOptions& g, Action& action) {
+  auto* cmd = app.add_subcommand("remove", "stop replicating tables (their data stays on the subscriber)");
+  auto tables = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("tables", *tables, "tables")->required();
+  cmd->callback([&, tables] {
+    action = [&, tables] {
+      return WithConfig(g, [&](const Config& c) { return admin::Remove(c, *tables, std::cout); });
+    };
+  });
+}
+
+void RegisterWait(CLI::App& app, GlobalOptions& g, Action& action) {
+  auto* cmd = app.add_subcommand("wait", "block until the subscriber has caught up");
+  auto timeout = std::make_shared<double>(0);
+  cmd->add_option("--timeout", *timeout, "seconds (0: no limit)");
+  cmd->callback([&, timeout] {
+    action = [&, timeout] {
+      return WithConfig(g, [&](const Config& c) { return admin::Wait(c, *timeout, std::cout); });
+    };
+  });
+}
+
+void RegisterStatus(CLI::App& app, GlobalOptions& g, Action& action) {
+  for (const char* name : {"status", "tables"}) {
+    bool is_status = std::string(name) == "status";
+    auto* cmd = app.add_subcommand(name, is_status ? "lag, throughput and table states" : "per-table state");
+    cmd->add_flag("--json", g.json, "machine-readable output");
+    cmd->callback([&, is_status] {
+      action = [&, is_status] {
+        return WithConfig(g, [&](const Config& c) {
+          return is_status ? admin::ShowStatus(c, g.json, std::cout) : admin::ShowTables(c, g.json, std::cout);
+        });
+      };
+    });
+  }
+}
+
+void RegisterDrop(CLI::App& app, GlobalOptions& g, Action& action) {
+  auto* cmd = app.add_subcommand("drop", "remove the slot, publications, origin and lorry schema");
+  cmd->callback([&] {
+    action = [&] { return WithConfig(g, [](const Config& c) { return admin::Drop(c, std::cout); }); };
+  });
+}
+
+}  // namespace lorry::cli

@@ -1,0 +1,251 @@
+// Parsing and validation of lorry.toml; see config.h for the contract.
+//
+// Each value is checked by one Check* function used both while parsing (the
+// message then gets " in FILE, line N") and by ValidateConfig, so the two can
+// never disagree. toml++ exceptions stay inside ParseConfig.
+#include "config/config.h"
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include "pg/conninfo.h"
+
+namespace lorry {
+
+namespace {
+
+constexpr size_t kMaxNameLength = 40;
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
+constexpr std::string_view kDefaultConfigPath = "./lorry.toml";
+
+struct IntRange {
+  std::string_view key;  // with its section: "copy.jobs"
+  int64_t min;
+  int64_t max;
+};
+constexpr IntRange kJobs{"copy.jobs", 1, 64};
+constexpr IntRange kGroupMaxChanges{"apply.group_max_changes", 1, INT_MAX};
+constexpr IntRange kGroupMaxDelayMs{"apply.group_max_delay_ms", 0, 60000};
+constexpr IntRange kStatementCacheSize{"apply.statement_cache_size", 1, 1000000};
+
+std::string Expected(const IntRange& r) {
+  if (r.max == INT_MAX) return fmt::format("an integer >= {}", r.min);
+  return fmt::format("an integer {}..{}", r.min, r.max);
+}
+
+// A value as it appears in messages: strings quoted and cut short.
+std::string DescribeString(std::string_view s) {
+  constexpr size_t kMax = 60;
+  if (s.size() > kMax) return fmt::format("\"{}...\"", s.substr(0, kMax));
+  return fmt::format("\"{}\"", s);
+}
+
+std::string Describe(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string:
+      return DescribeString(node.as_string()->get());
+    case toml::node_type::integer:
+      return std::to_string(node.as_integer()->get());
+    case toml::node_type::floating_point: {
+      std::ostringstream os;
+      os << *node.as_floating_point();
+      return os.str();
+    }
+    case toml::node_type::boolean:
+      return node.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+Status CheckInt(const IntRange& r, int64_t value) {
+  if (value >= r.min && value <= r.max) return Status::Ok();
+  return Status::Usage(fmt::format("{}: expected {}, got {}", r.key, Expected(r), value));
+}
+
+Status CheckName(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= kMaxNameLength;
+  for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  if (ok) return Status::Ok();
+  return Status::Usage(fmt::format(
+      "name: expected 1..{} characters from a-z, 0-9 and _ (the name is part of the slot, publication and origin "
+      "names), got {}",
+      kMaxNameLength, DescribeString(name)));
+}
+
+Status CheckLogLevel(std::string_view level) {
+  for (std::string_view l : kLogLevels)
+    if (l == level) return Status::Ok();
+  return Status::Usage(
+      fmt::format("log_level: expected one of trace, debug, info, warn, error, got {}", DescribeString(level)));
+}
+
+// Reads one config text into a Config, naming keys and positions in errors.
+class Parser {
+ public:
+  explicit Parser(std::string_view source) : source_(source.empty() ? "config" : source) {}
+
+  Status Parse(const toml::table& root, Config* c) {
+    for (auto&& [k, v] : root) {
+      std::string_view key = k.str();
+      if (key == "name") {
+        LORRY_ASSIGN_OR_RETURN(c->name, ReadString(v, "name"));
+        LORRY_RETURN_IF_ERROR(At(CheckName(c->name), v));
+      } else if (key == "provider" || key == "subscriber") {
+        std::string& field = key == "provider" ? c->provider : c->subscriber;
+        LORRY_ASSIGN_OR_RETURN(field, ReadString(v, key));
+        LORRY_RETURN_IF_ERROR(At(pg::ValidateConninfo(field, key), v));
+      } else if (key == "log_level") {
+        LORRY_ASSIGN_OR_RETURN(c->log_level, ReadString(v, "log_level"));
+        LORRY_RETURN_IF_ERROR(At(CheckLogLevel(c->log_level), v));
+      } else if (key == "copy") {
+        LORRY_RETURN_IF_ERROR(ParseCopy(v, &c->copy));
+      } else if (key == "apply") {
+        LORRY_RETURN_IF_ERROR(ParseApply(v, &c->apply));
+      } else {
+        return Unknown(key, "", k.source(), v, "name, provider, subscriber, log_level, [copy], [apply]");
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status ParseCopy(const toml::node& node, CopyConfig* copy) {
+    if (!node.is_table()) return TypeError("copy", "a table ([copy])", node);
+    for (auto&& [k, v] : *node.as_table()) {
+      if (k.str() == "jobs") {
+        LORRY_ASSIGN_OR_RETURN(copy->jobs, ReadInt(v, kJobs));
+      } else {
+        return Unknown(k.str(), "copy", k.source(), v, "jobs");
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status ParseApply(const toml::node& node, ApplyConfig* apply) {
+    if (!node.is_table()) return TypeError("apply", "a table ([apply])", node);
+    for (auto&& [k, v] : *node.as_table()) {
+      std::string_view key = k.str();
+      if (key == "group_max_changes") {
+        LORRY_ASSIGN_OR_RETURN(apply->group_max_changes, ReadInt(v, kGroupMaxChanges));
+      } else if (key == "group_max_delay_ms") {
+        LORRY_ASSIGN_OR_RETURN(apply->group_max_delay_ms, ReadInt(v, kGroupMaxDelayMs));
+      } else if (key == "statement_cache_size") {
+        LORRY_ASSIGN_OR_RETURN(apply->statement_cache_size, ReadInt(v, kStatementCacheSize));
+      } else {
+        return Unknown(key, "apply", k.source(), v, "group_max_changes, group_max_delay_ms, statement_cache_size");
+      }
+    }
+    return Status::Ok();
+  }
+
+  Result<std::string> ReadString(const toml::node& node, std::string_view key) {
+    if (!node.is_string()) return TypeError(key, "a string", node);
+    return node.as_string()->get();
+  }
+
+  Result<int> ReadInt(const toml::node& node, const IntRange& r) {
+    if (!node.is_integer()) return TypeError(r.key, Expected(r), node);
+    int64_t value = node.as_integer()->get();
+    LORRY_RETURN_IF_ERROR(At(CheckInt(r, value), node));
+    return static_cast<int>(value);
+  }
+
+  // " in FILE, line N", or " in FILE" when toml++ has no position.
+  std::string Where(const toml::source_region& region) const {
+    if (region.begin.line == 0) return fmt::format(" in {}", source_);
+    return fmt::format(" in {}, line {}", source_, region.begin.line);
+  }
+
+  Status At(const Status& s, const toml::node& node) const {
+    if (s.ok()) return s;
+    return Status::Usage(s.message() + Where(node.source()));
+  }
+
+  Status TypeError(std::string_view key, std::string_view expected, const toml::node& node) const {
+    return Status::Usage(fmt::format("{}: expected {}, got {}{}", key, expected, Describe(node), Where(node.source())));
+  }
+
+  Status Unknown(std::string_view key, std::string_view section, const toml::source_region& key_region,
+                 const toml::node& value, std::string_view known) const {
+    std::string full = section.empty() ? std::string(key) : fmt::format("{}.{}", section, key);
+    std::string where = Where(key_region.begin.line != 0 ? key_region : value.source());
+    std::string scope = section.empty() ? "at the top level" : fmt::format("in [{}]", section);
+    return Status::Usage(fmt::format("unknown key \"{}\"{} (known keys {}: {})", full, where, scope, known));
+  }
+
+  std::string source_;
+};
+
+}  // namespace
+
+Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto& begin = e.source().begin;
+    std::string where = begin.line == 0 ? "" : fmt::format(", line {}, column {}", begin.line, begin.column);
+    return Status::Usage(pg::RedactSecrets(fmt::format("syntax error in {}{}: {}",
+                                                       source_name.empty() ? "config" : source_name, where,
+                                                       e.description())));
+  }
+  Config config;
+  config.source = std::string(source_name);
+  LORRY_RETURN_IF_ERROR(Parser(source_name).Parse(root, &config));
+  return config;
+}
+
+Result<Config> LoadConfigFile(const std::string& path) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status))
+    return Status::Usage(fmt::format("config file {} not found (name another with -c/--config or $LORRY_CONFIG)", path));
+  if (std::filesystem::is_directory(status)) return Status::Usage(fmt::format("config file {} is a directory", path));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::Usage(fmt::format("cannot read config file {}: {}", path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Status::Usage(fmt::format("cannot read config file {}: {}", path, std::strerror(errno)));
+  return ParseConfig(text.str(), path);
+}
+
+Status ValidateConfig(const Config& c) {
+  LORRY_RETURN_IF_ERROR(CheckName(c.name));
+  LORRY_RETURN_IF_ERROR(CheckLogLevel(c.log_level));
+  LORRY_RETURN_IF_ERROR(CheckInt(kJobs, c.copy.jobs));
+  LORRY_RETURN_IF_ERROR(CheckInt(kGroupMaxChanges, c.apply.group_max_changes));
+  LORRY_RETURN_IF_ERROR(CheckInt(kGroupMaxDelayMs, c.apply.group_max_delay_ms));
+  LORRY_RETURN_IF_ERROR(CheckInt(kStatementCacheSize, c.apply.statement_cache_size));
+  LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.provider, "provider"));
+  LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.subscriber, "subscriber"));
+  return Status::Ok();
+}
+
+std::string ResolveConfigPath(const std::string& flag_value) {
+  if (!flag_value.empty()) return flag_value;
+  const char* env = std::getenv("LORRY_CONFIG");
+  if (env != nullptr && *env != '\0') return env;
+  return std::string(kDefaultConfigPath);
+}
+
+}  // namespace lorry

@@ -1,0 +1,66 @@
+// The lorry.toml configuration: its structure, parsing and validation.
+//
+// Invariants:
+// - Parsing is strict: an unknown key, a wrong type or a value out of range is
+//   a kUsage error naming the key with its section ("copy.jobs") and, when
+//   toml++ knows it, the file and line; a typo never silently falls back to a
+//   default.
+// - ValidateConfig checks the same ranges without file positions, for a Config
+//   completed by command-line flags.
+// - Error messages never contain a connection string's password.
+//
+// Example:
+//   name = "main"
+//   provider = "host=old.example.com dbname=app user=lorry"
+//   subscriber = "postgresql://lorry@new.example.com/app"
+//   log_level = "info"
+//   [copy]
+//   jobs = 4
+//   [apply]
+//   group_max_changes = 10000
+//   group_max_delay_ms = 50
+//   statement_cache_size = 1000
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace lorry {
+
+struct CopyConfig {  // [copy]
+  int jobs = 4;      // parallel table copies: 1..64
+};
+
+struct ApplyConfig {                  // [apply]
+  int group_max_changes = 10000;      // changes per grouped subscriber transaction: >= 1
+  int group_max_delay_ms = 50;        // how long a group may wait for more: 0..60000
+  int statement_cache_size = 1000;    // prepared statements kept: 1..1000000
+};
+
+struct Config {
+  std::string name = "main";      // subscription name: [a-z0-9_], 1..40 chars (part of slot/publication/origin names)
+  std::string provider;           // libpq conninfo or URI
+  std::string subscriber;         // libpq conninfo or URI
+  std::string log_level = "info";  // trace, debug, info, warn, error
+  CopyConfig copy;
+  ApplyConfig apply;
+  std::string source;  // where it came from (a file path), for messages; empty if built in code
+};
+
+// Parses TOML text; `source_name` (usually the file path) is used in errors
+// and stored in Config::source. Values are checked as ValidateConfig does.
+Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name);
+
+// Reads and parses a file. A missing or unreadable file is kUsage naming it.
+Result<Config> LoadConfigFile(const std::string& path);
+
+// Checks every value's range and syntax, and that both conninfos parse.
+Status ValidateConfig(const Config& config);
+
+// The config path to use: the flag if given, else $LORRY_CONFIG if set and
+// not empty, else "./lorry.toml".
+std::string ResolveConfigPath(const std::string& flag_value);
+
+}  // namespace lorry

@@ -1,0 +1,374 @@
+#include "daemon/daemon.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "apply/applier.h"
+#include "common/log.h"
+#include "pg/connection.h"
+#include "pg/replication_conn.h"
+#include "protocol/pgoutput.h"
+#include "protocol/walsender.h"
+#include "state/names.h"
+#include "state/state_store.h"
+#include "sync/table_copy.h"
+
+namespace lorry::daemon {
+
+using Clock = std::chrono::steady_clock;
+
+int ProtocolVersionFor(int server_version_num) {
+  if (server_version_num >= 160000) return 4;
+  if (server_version_num >= 150000) return 3;
+  if (server_version_num >= 140000) return 2;
+  return 1;
+}
+
+namespace {
+
+struct TableFilterState {
+  TableStateKind state;
+  std::optional<Lsn> sync_lsn;
+};
+
+// One connected attempt at running the subscription: connections, start-up
+// copies and the stream. It ends on stop, on error, or when tables added
+// meanwhile need a copy (restart_requested()).
+class Session {
+ public:
+  Session(const Config& config, const RunOptions& options, const std::atomic<bool>& stop, apply::ApplyStats* stats)
+      : config_(config), options_(options), stop_(stop), names_(SubscriptionNames::For(config.name)), stats_(stats) {}
+
+  Status Run() {
+    LORRY_RETURN_IF_ERROR(ConnectSubscriber());
+    LORRY_RETURN_IF_ERROR(ConnectProvider());
+    LORRY_RETURN_IF_ERROR(PrepareSlotAndCopies());
+    if (stop_.load()) return Status::Ok();
+    return Stream();
+  }
+
+  bool restart_requested() const { return restart_; }
+  bool made_progress() const { return made_progress_; }
+
+ private:
+  pg::ConnectOptions SubscriberOptions(const char* app) const {
+    return {{{"options", pg::kTextSessionOptions}, {"application_name", app}}, "subscriber"};
+  }
+
+  Status ConnectSubscriber() {
+    LORRY_ASSIGN_OR_RETURN(control_, pg::PgConn::Connect(config_.subscriber, SubscriberOptions("lorry_control")));
+    state_ = std::make_unique<StateStore>(&control_, config_.name);
+    LORRY_ASSIGN_OR_RETURN(bool installed, state_->IsInstalled());
+    if (!installed)
+      return Status::Precondition(fmt::format(
+          "subscription \"{}\" is not initialised on {}: run `lorry init` first", config_.name, control_.label()));
+    LORRY_ASSIGN_OR_RETURN(auto locked, control_.QueryValue("SELECT pg_try_advisory_lock($1, hashtext($2))",
+                                                            {std::to_string(kRunLockClass), config_.name}));
+    if (!locked || *locked != "t") {
+      auto sub = state_->LoadSubscription();
+      std::string who = sub.ok() ? fmt::format(" (last heartbeat {})", sub->heartbeat_at) : "";
+      return Status::Precondition(fmt::format(
+          "another `lorry run` is already active for subscription \"{}\"{}; only one may apply at a time",
+          config_.name, who));
+    }
+    LORRY_ASSIGN_OR_RETURN(apply_conn_, pg::PgConn::Connect(config_.subscriber, SubscriberOptions("lorry_apply")));
+    LORRY_ASSIGN_OR_RETURN(sub_, state_->LoadSubscription());
+    stats_->xacts = std::max(stats_->xacts, sub_.xacts_applied);
+    stats_->changes = std::max(stats_->changes, sub_.changes_applied);
+    // A copy that was running when lorry stopped rolled back: start it over.
+    LORRY_RETURN_IF_ERROR(control_
+                              .ExecParams("UPDATE lorry.tables SET state = 'pending', error = NULL, "
+                                          "state_changed_at = now() WHERE subscription = $1 AND "
+                                          "state IN ('copying', 'error')",
+                                          {config_.name})
+                              .status());
+    return Status::Ok();
+  }
+
+  Status ConnectProvider() {
+    LORRY_ASSIGN_OR_RETURN(provider_, pg::PgConn::Connect(config_.provider, {{}, "provider"}));
+    proto_version_ = ProtocolVersionFor(provider_.server_version());
+    return Status::Ok();
+  }
+
+  Result<std::vector<TableState>> TablesIn(TableStateKind kind) {
+    LORRY_ASSIGN_OR_RETURN(auto all, state_->ListTables());
+    std::vector<TableState> out;
+    for (auto& t : all)
+      if (t.state == kind) out.push_back(std::move(t));
+    return out;
+  }
+
+  // Marks the pending tables `copying` and copies them at `snapshot`.
+  Status CopyPending(const std::vector<TableState>& pending, const std::string& snapshot, Lsn sync_lsn,
+                     TableStateKind done_state) {
+    std::vector<sync::CopyTask> tasks;
+    for (const auto& t : pending) {
+      LORRY_RETURN_IF_ERROR(state_->SetState(t.name, TableStateKind::kCopying));
+      tasks.push_back({t.name, t.rows_estimate.value_or(0), nullptr});
+    }
+    sync::CopyPlan plan{config_.provider, config_.subscriber, config_.name, snapshot, sync_lsn, done_state,
+                        options_.jobs > 0 ? options_.jobs : config_.copy.jobs};
+    spdlog::info("sub={} copying tables={} jobs={} snapshot_lsn={}", config_.name, tasks.size(), plan.jobs,
+                 sync_lsn.ToString());
+    return sync::CopyTables(plan, std::move(tasks), stop_);
+  }
+
+  Status PrepareSlotAndCopies() {
+    LORRY_ASSIGN_OR_RETURN(
+        auto slot, provider_.ExecParams("SELECT plugin, to_jsonb(s)->>'wal_status', database = current_database() "
+                                        "FROM pg_replication_slots s WHERE slot_name = $1",
+                                        {names_.slot}));
+    bool exists = slot.rows() > 0;
+    if (exists && slot.Get(0, 1) == "lost")
+      return Status::Precondition(fmt::format(
+          "replication slot {} on the provider was invalidated (wal_status=lost, see max_slot_wal_keep_size): "
+          "the changes since lorry last ran are gone. Start the subscription over: `lorry drop`, `lorry init`, "
+          "`lorry add ...` (the tables are copied again)",
+          names_.slot));
+    if (exists && (slot.Get(0, 0) != "pgoutput" || !slot.GetBool(0, 2)))
+      return Status::Precondition(fmt::format("replication slot {} exists on the provider but is not lorry's "
+                                              "(plugin {}, or another database): drop or rename it",
+                                              names_.slot, slot.Get(0, 0)));
+    LORRY_ASSIGN_OR_RETURN(repl_, pg::ReplicationConn::Connect(config_.provider, "provider"));
+    LORRY_ASSIGN_OR_RETURN(auto pending, TablesIn(TableStateKind::kPending));
+
+    if (exists && !sub_.consistent_lsn) {
+      // Created by a run that died before recording it: nothing was applied
+      // from it, so it is safe to start afresh.
+      spdlog::warn("sub={} slot={} was created but never used; creating it again", config_.name, names_.slot);
+      LORRY_RETURN_IF_ERROR(
+          provider_.ExecParams("SELECT pg_drop_replication_slot($1)", {names_.slot}).status());
+      exists = false;
+    }
+    if (!exists) {
+      if (sub_.consistent_lsn)
+        return Status::Precondition(fmt::format(
+            "replication slot {} is missing on the provider although subscription \"{}\" streamed from it "
+            "(consistent point {}): changes made since are lost to lorry. Start over: `lorry drop`, "
+            "`lorry init`, `lorry add ...`",
+            names_.slot, config_.name, sub_.consistent_lsn->ToString()));
+      LORRY_ASSIGN_OR_RETURN(auto created, repl_.CreateSlot(names_.slot, false));
+      spdlog::info("sub={} created slot={} consistent_point={} proto_version={}", config_.name, names_.slot,
+                   created.consistent_point.ToString(), proto_version_);
+      LORRY_RETURN_IF_ERROR(apply_conn_
+                                .ExecParams("SELECT pg_replication_origin_advance($1, $2)",
+                                            {names_.origin, created.consistent_point.ToString()})
+                                .status());
+      LORRY_RETURN_IF_ERROR(state_->SetConsistentPoint(created.consistent_point, proto_version_));
+      sub_.consistent_lsn = created.consistent_point;
+      // The stream starts exactly at the consistent point, so tables copied
+      // at this snapshot are ready at once.
+      if (!pending.empty())
+        LORRY_RETURN_IF_ERROR(
+            CopyPending(pending, created.snapshot, created.consistent_point, TableStateKind::kReady));
+      return Status::Ok();
+    }
+    if (!pending.empty()) {
+      // Tables added after the slot was created: each needs a snapshot of
+      // its own. The stream is not running, so it cannot pass the snapshot's
+      // LSN before the copy is committed.
+      LORRY_ASSIGN_OR_RETURN(auto sync_conn, pg::ReplicationConn::Connect(config_.provider, "provider"));
+      std::string temp = fmt::format("{}_sync_{}", names_.slot, getpid());
+      LORRY_ASSIGN_OR_RETURN(auto created, sync_conn.CreateSlot(temp, true));
+      LORRY_RETURN_IF_ERROR(
+          CopyPending(pending, created.snapshot, created.consistent_point, TableStateKind::kCatchingUp));
+    }
+    return Status::Ok();
+  }
+
+  Status LoadFilter() {
+    LORRY_ASSIGN_OR_RETURN(auto tables, state_->ListTables());
+    filter_.clear();
+    bool pending = false;
+    for (auto& t : tables) {
+      filter_[t.name] = {t.state, t.sync_lsn};
+      pending |= t.state == TableStateKind::kPending;
+    }
+    if (pending && !restart_) {
+      spdlog::info("sub={} new tables to copy: stopping the stream to copy them", config_.name);
+      restart_ = true;
+    }
+    return Status::Ok();
+  }
+
+  bool ShouldApply(const pg::QualifiedName& table, Lsn final_lsn) const {
+    auto it = filter_.find(table);
+    if (it == filter_.end()) return false;
+    switch (it->second.state) {
+      case TableStateKind::kReady:
+        return true;
+      case TableStateKind::kCatchingUp:
+        // Commits before the copy's snapshot LSN are in the copy already.
+        return it->second.sync_lsn && final_lsn >= *it->second.sync_lsn;
+      default:
+        return false;
+    }
+  }
+
+  Lsn Flushed() const { return std::max(applier_->last_commit_end(), idle_confirmed_); }
+
+  Status SendFeedback(bool reply_requested) {
+    Lsn flushed = Flushed();
+    auto now = protocol::ToPgMicros(std::chrono::system_clock::now());
+    LORRY_RETURN_IF_ERROR(
+        repl_.Send(protocol::BuildStandbyStatusUpdate(std::max(received_, flushed), flushed, flushed, now, reply_requested)));
+    last_feedback_ = Clock::now();
+    last_feedback_lsn_ = flushed;
+    return Status::Ok();
+  }
+
+  // Once a second: table states, catch-up hand-over, heartbeat, feedback.
+  Status Tick() {
+    LORRY_RETURN_IF_ERROR(LoadFilter());
+    Lsn flushed = Flushed();
+    for (auto& [name, f] : filter_) {
+      if (f.state == TableStateKind::kCatchingUp && f.sync_lsn && flushed >= *f.sync_lsn) {
+        LORRY_RETURN_IF_ERROR(state_->SetState(name, TableStateKind::kReady));
+        f.state = TableStateKind::kReady;
+        spdlog::info("sub={} table={} caught up at {}: ready", config_.name, name.Display(), flushed.ToString());
+      }
+    }
+    *stats_ = applier_->stats();
+    StateStore::Progress p;
+    if (flushed.valid()) p.confirmed_lsn = flushed;
+    if (applier_->last_commit_end().valid()) p.last_commit_lsn = applier_->last_commit_end();
+    p.last_commit_time_pg_us = applier_->last_commit_time();
+    p.xacts_applied = stats_->xacts;
+    p.changes_applied = stats_->changes;
+    LORRY_RETURN_IF_ERROR(state_->Heartbeat(p, true));
+    if (flushed != last_feedback_lsn_ || Clock::now() - last_feedback_ > std::chrono::seconds(10))
+      LORRY_RETURN_IF_ERROR(SendFeedback(false));
+    last_tick_ = Clock::now();
+    return Status::Ok();
+  }
+
+  Status Stream() {
+    applier_ = std::make_unique<apply::Applier>(
+        &apply_conn_, names_.origin,
+        [this](const pg::QualifiedName& t, Lsn final_lsn) { return ShouldApply(t, final_lsn); },
+        config_.apply.statement_cache_size);
+    applier_->set_stats(*stats_);
+    LORRY_RETURN_IF_ERROR(applier_->Setup());
+    LORRY_ASSIGN_OR_RETURN(auto origin_lsn,
+                           apply_conn_.QueryValue("SELECT pg_replication_origin_progress($1, true)", {names_.origin}));
+    Lsn start = sub_.consistent_lsn.value_or(Lsn());
+    if (origin_lsn) start = std::max(start, Lsn::Parse(*origin_lsn).value_or(Lsn()));
+    idle_confirmed_ = start;
+    LORRY_RETURN_IF_ERROR(LoadFilter());
+    if (restart_) return Status::Ok();
+
+    std::string options = fmt::format("proto_version '{}', publication_names '{},{}'", proto_version_,
+                                      pg::QuoteIdent(names_.publication), pg::QuoteIdent(names_.insert_only_publication));
+    LORRY_RETURN_IF_ERROR(repl_.StartReplication(names_.slot, start, options));
+    spdlog::info("sub={} streaming from slot={} start={} proto_version={}", config_.name, names_.slot,
+                 start.ToString(), proto_version_);
+    LORRY_RETURN_IF_ERROR(state_->RecordError(""));
+    protocol::PgOutputDecoder decoder(proto_version_);
+    last_tick_ = Clock::now();
+    while (!stop_.load()) {
+      LORRY_ASSIGN_OR_RETURN(auto data, repl_.Read(std::chrono::milliseconds(100)));
+      if (data) {
+        LORRY_ASSIGN_OR_RETURN(auto frame, protocol::ParseWalSenderFrame(*data));
+        if (auto* x = std::get_if<protocol::XLogData>(&frame)) {
+          received_ = std::max(received_, x->wal_end);
+          LORRY_ASSIGN_OR_RETURN(auto msg, decoder.Decode(x->data));
+          Status s = applier_->Handle(msg);
+          if (!s.ok()) {
+            applier_->Rollback();
+            return s;
+          }
+          if (std::holds_alternative<protocol::CommitMsg>(msg)) made_progress_ = true;
+        } else if (auto* k = std::get_if<protocol::PrimaryKeepalive>(&frame)) {
+          received_ = std::max(received_, k->wal_end);
+          // Between transactions everything sent so far is applied: the
+          // position is confirmed even when the WAL held nothing for lorry.
+          if (!applier_->in_transaction()) idle_confirmed_ = std::max(idle_confirmed_, k->wal_end);
+          if (k->reply_requested) LORRY_RETURN_IF_ERROR(SendFeedback(false));
+        }
+      }
+      if (Clock::now() - last_tick_ >= std::chrono::seconds(1)) LORRY_RETURN_IF_ERROR(Tick());
+      if (restart_ && !applier_->in_transaction()) break;
+    }
+    applier_->Rollback();
+    return Tick();
+  }
+
+  const Config& config_;
+  const RunOptions& options_;
+  const std::atomic<bool>& stop_;
+  SubscriptionNames names_;
+  apply::ApplyStats* stats_;
+
+  pg::PgConn control_;     // state, heartbeat and the run lock
+  pg::PgConn apply_conn_;  // the applier's own session (bound to the origin)
+  pg::PgConn provider_;
+  pg::ReplicationConn repl_;
+  std::unique_ptr<StateStore> state_;
+  std::unique_ptr<apply::Applier> applier_;
+  SubscriptionRow sub_;
+  int proto_version_ = 1;
+
+  std::map<pg::QualifiedName, TableFilterState> filter_;
+  Lsn received_;
+  Lsn idle_confirmed_;
+  Lsn last_feedback_lsn_;
+  Clock::time_point last_feedback_;
+  Clock::time_point last_tick_;
+  bool restart_ = false;
+  bool made_progress_ = false;
+};
+
+bool Retryable(const Status& s) {
+  return s.kind() == Status::Kind::kConnection || s.kind() == Status::Kind::kServer;
+}
+
+// Sleeps up to `d`, waking early on stop.
+void SleepUnlessStopped(std::chrono::milliseconds d, const std::atomic<bool>& stop) {
+  auto until = Clock::now() + d;
+  while (!stop.load() && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+}  // namespace
+
+Status Run(const Config& config, const RunOptions& options, const std::atomic<bool>& stop) {
+  apply::ApplyStats stats;
+  std::mt19937 rng(static_cast<unsigned>(getpid()));
+  int failures = 0;
+  while (!stop.load()) {
+    Session session(config, options, stop, &stats);
+    Status s = session.Run();
+    if (stop.load()) break;
+    if (s.ok() && session.restart_requested()) {
+      failures = 0;
+      continue;
+    }
+    if (s.ok()) continue;
+    if (!Retryable(s)) {
+      spdlog::error("sub={} stopping: {}", config.name, s.message());
+      return s;
+    }
+    if (session.made_progress()) failures = 0;
+    failures++;
+    if (options.max_retries > 0 && failures > options.max_retries) return s;
+    // Capped exponential backoff with jitter: 1, 2, 4 ... 30 s.
+    int base_ms = std::min(30000, 1000 << std::min(failures - 1, 5));
+    int delay_ms = base_ms / 2 + static_cast<int>(rng() % static_cast<unsigned>(base_ms / 2 + 1));
+    spdlog::warn("sub={} {}; retrying in {:.1f} s (attempt {})", config.name, s.message(), delay_ms / 1000.0,
+                 failures);
+    // Record it where `lorry status` shows it; the subscriber may be the one down.
+    if (auto c = pg::PgConn::Connect(config.subscriber, {{}, "subscriber"}); c.ok())
+      (void)StateStore(&c.value(), config.name).RecordError(s.message());
+    SleepUnlessStopped(std::chrono::milliseconds(delay_ms), stop);
+  }
+  spdlog::info("sub={} stopped", config.name);
+  return Status::Ok();
+}
+
+}  // namespace lorry::daemon

@@ -1,0 +1,31 @@
+// The replication daemon behind `lorry run`: one subscription's lifetime.
+//
+// Start-up: take the subscription's run lock on the subscriber (one active
+// `run` per subscription), create the slot with an exported snapshot on first
+// start and copy the pending tables at it; copy tables added later at a
+// snapshot of their own while the stream is stopped; then stream from the
+// origin's progress and apply. Lost connections are retried with capped
+// exponential backoff and jitter; SIGINT/SIGTERM (the stop flag) end it cleanly.
+#pragma once
+
+#include <atomic>
+
+#include "common/status.h"
+#include "config/config.h"
+
+namespace lorry::daemon {
+
+struct RunOptions {
+  int jobs = 0;  // 0: config's copy.jobs
+  // Give up instead of retrying after this many consecutive failures (0: never).
+  int max_retries = 0;
+};
+
+// Runs until `stop` becomes true (returns Ok) or a non-retryable error.
+Status Run(const Config& config, const RunOptions& options, const std::atomic<bool>& stop);
+
+// pgoutput protocol version lorry asks for on a provider of this version:
+// 1 on 12-13, 2 on 14, 3 on 15, 4 on 16 and later.
+int ProtocolVersionFor(int server_version_num);
+
+}  // namespace lorry::daemon

@@ -1,0 +1,267 @@
+#include "pg/connection.h"
+
+#include <libpq-fe.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "pg/conninfo.h"
+
+namespace lorry::pg {
+
+namespace {
+
+std::string TrimMessage(const char* msg) {
+  std::string s = msg ? msg : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return RedactSecrets(s);
+}
+
+// Builds "role (host=... port=... dbname=... user=...)" from the live connection.
+std::string MakeLabel(PGconn* conn, const std::string& role) {
+  std::string out = role + " (";
+  auto add = [&](const char* key, const char* value) {
+    if (value && *value) out += fmt::format("{}{}={}", out.back() == '(' ? "" : " ", key, value);
+  };
+  const char* host = PQhost(conn);
+  add("host", host);
+  add("port", PQport(conn));
+  add("dbname", PQdb(conn));
+  add("user", PQuser(conn));
+  out += ")";
+  return out;
+}
+
+}  // namespace
+
+PgResult& PgResult::operator=(PgResult&& o) noexcept {
+  if (this != &o) {
+    if (res_) PQclear(res_);
+    res_ = o.res_;
+    o.res_ = nullptr;
+  }
+  return *this;
+}
+
+PgResult::~PgResult() {
+  if (res_) PQclear(res_);
+}
+
+int PgResult::rows() const { return res_ ? PQntuples(res_) : 0; }
+int PgResult::columns() const { return res_ ? PQnfields(res_) : 0; }
+bool PgResult::IsNull(int row, int col) const { return PQgetisnull(res_, row, col) != 0; }
+std::string_view PgResult::Get(int row, int col) const {
+  return std::string_view(PQgetvalue(res_, row, col), PQgetlength(res_, row, col));
+}
+std::optional<std::string> PgResult::GetOptional(int row, int col) const {
+  if (IsNull(row, col)) return std::nullopt;
+  return std::string(Get(row, col));
+}
+int64_t PgResult::GetInt(int row, int col) const { return std::strtoll(PQgetvalue(res_, row, col), nullptr, 10); }
+bool PgResult::GetBool(int row, int col) const { return PQgetvalue(res_, row, col)[0] == 't'; }
+int PgResult::ColumnIndex(const char* name) const { return PQfnumber(res_, name); }
+int64_t PgResult::AffectedRows() const {
+  const char* n = res_ ? PQcmdTuples(res_) : "";
+  return *n ? std::strtoll(n, nullptr, 10) : 0;
+}
+
+PgConn::PgConn(PgConn&& o) noexcept : conn_(o.conn_), label_(std::move(o.label_)) { o.conn_ = nullptr; }
+
+PgConn& PgConn::operator=(PgConn&& o) noexcept {
+  if (this != &o) {
+    if (conn_) PQfinish(conn_);
+    conn_ = o.conn_;
+    label_ = std::move(o.label_);
+    o.conn_ = nullptr;
+  }
+  return *this;
+}
+
+PgConn::~PgConn() {
+  if (conn_) PQfinish(conn_);
+}
+
+Result<PgConn> PgConn::Connect(const std::string& conninfo, const ConnectOptions& options) {
+  // The conninfo string is expanded as "dbname" (expand_dbname=1); later
+  // keywords override what it says, which is how replication=database and
+  // session options are added without editing the user's string.
+  // connect_timeout comes first so that the user's own value wins.
+  const char* timeout = std::getenv("PGCONNECT_TIMEOUT") ? std::getenv("PGCONNECT_TIMEOUT") : "10";
+  std::vector<const char*> keys{"connect_timeout", "fallback_application_name", "dbname"};
+  std::vector<const char*> values{timeout, "lorry", conninfo.c_str()};
+  for (const auto& [k, v] : options.overrides) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  PGconn* conn = PQconnectdbParams(keys.data(), values.data(), 1);
+  if (conn == nullptr) return Status::Connection(fmt::format("{}: out of memory connecting", options.role));
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string msg = TrimMessage(PQerrorMessage(conn));
+    PQfinish(conn);
+    std::string hint;
+    if (msg.find("password authentication failed") != std::string::npos)
+      hint = "; check the password in the connection string, PGPASSWORD or ~/.pgpass";
+    else if (msg.find("Connection refused") != std::string::npos)
+      hint = "; is the server running and accepting TCP connections on that host and port?";
+    return Status::Connection(
+        fmt::format("cannot connect to {} ({}): {}{}", options.role, RedactConninfo(conninfo), msg, hint));
+  }
+  PgConn c;
+  c.conn_ = conn;
+  c.label_ = MakeLabel(conn, options.role);
+  return c;
+}
+
+int PgConn::server_version() const { return conn_ ? PQserverVersion(conn_) : 0; }
+
+Status PgConn::ConnectionError(std::string_view what) const {
+  std::string msg = conn_ ? TrimMessage(PQerrorMessage(conn_)) : "not connected";
+  if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD)
+    return Status::Connection(fmt::format("{}: {}: {}", label_, what, msg));
+  return Status::Server(fmt::format("{}: {}: {}", label_, what, msg));
+}
+
+Status PgConn::ResultError(const pg_result* res, std::string_view sql) const {
+  std::string msg = TrimMessage(res ? PQresultErrorMessage(res) : PQerrorMessage(conn_));
+  if (msg.empty()) msg = TrimMessage(PQerrorMessage(conn_));
+  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  std::string shown(sql.substr(0, 200));
+  if (sql.size() > 200) shown += "...";
+  std::string text = fmt::format("{}: {}{}", label_, msg, state ? fmt::format(" (SQLSTATE {})", state) : "");
+  if (!shown.empty()) text += fmt::format(" [while running: {}]", shown);
+  // Class 08 is connection exception; 57P01..57P03 are admin shutdown / crash / cannot connect now.
+  bool conn_lost = PQstatus(conn_) == CONNECTION_BAD ||
+                   (state && (std::strncmp(state, "08", 2) == 0 || std::strncmp(state, "57P", 3) == 0));
+  return conn_lost ? Status::Connection(text) : Status::Server(text);
+}
+
+namespace {
+Result<PgResult> Check(const PgConn& c, PGresult* res, std::string_view sql) {
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_COPY_OUT || st == PGRES_COPY_IN ||
+      st == PGRES_COPY_BOTH || st == PGRES_EMPTY_QUERY)
+    return PgResult(res);
+  Status s = c.ResultError(res, sql);
+  if (res) PQclear(res);
+  return s;
+}
+}  // namespace
+
+Result<PgResult> PgConn::Exec(std::string_view sql) {
+  if (!conn_) return Status::Connection(label_ + ": not connected");
+  std::string q(sql);
+  return Check(*this, PQexec(conn_, q.c_str()), sql);
+}
+
+namespace {
+struct ParamArrays {
+  std::vector<std::string> storage;
+  std::vector<const char*> values;
+  explicit ParamArrays(const std::vector<Param>& params) {
+    storage.reserve(params.size());
+    values.reserve(params.size());
+    for (const auto& p : params) {
+      if (p) {
+        storage.emplace_back(*p);
+        values.push_back(storage.back().c_str());
+      } else {
+        values.push_back(nullptr);
+      }
+    }
+  }
+};
+}  // namespace
+
+Result<PgResult> PgConn::ExecParams(std::string_view sql, const std::vector<Param>& params) {
+  if (!conn_) return Status::Connection(label_ + ": not connected");
+  ParamArrays a(params);
+  std::string q(sql);
+  return Check(*this,
+               PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, a.values.data(), nullptr,
+                            nullptr, 0),
+               sql);
+}
+
+Result<std::optional<std::string>> PgConn::QueryValue(std::string_view sql, const std::vector<Param>& params) {
+  LORRY_ASSIGN_OR_RETURN(PgResult r, ExecParams(sql, params));
+  if (r.rows() == 0 || r.columns() == 0 || r.IsNull(0, 0)) return std::optional<std::string>();
+  return std::optional<std::string>(std::string(r.Get(0, 0)));
+}
+
+Status PgConn::Prepare(const std::string& name, std::string_view sql, int nparams) {
+  if (!conn_) return Status::Connection(label_ + ": not connected");
+  std::string q(sql);
+  auto r = Check(*this, PQprepare(conn_, name.c_str(), q.c_str(), nparams, nullptr), sql);
+  return r.status();
+}
+
+Result<PgResult> PgConn::ExecPrepared(const std::string& name, const std::vector<Param>& params) {
+  if (!conn_) return Status::Connection(label_ + ": not connected");
+  ParamArrays a(params);
+  return Check(*this,
+               PQexecPrepared(conn_, name.c_str(), static_cast<int>(params.size()), a.values.data(), nullptr,
+                              nullptr, 0),
+               name);
+}
+
+Status PgConn::StartCopyOut(std::string_view sql) {
+  LORRY_ASSIGN_OR_RETURN(PgResult r, Exec(sql));
+  if (PQresultStatus(r.get()) != PGRES_COPY_OUT)
+    return Status::Internal(fmt::format("{}: expected COPY OUT from: {}", label_, sql));
+  return Status::Ok();
+}
+
+Result<bool> PgConn::GetCopyData(std::string* chunk) {
+  char* buf = nullptr;
+  int n = PQgetCopyData(conn_, &buf, 0);
+  if (n > 0) {
+    chunk->assign(buf, n);
+    PQfreemem(buf);
+    return true;
+  }
+  if (n == -1) {
+    // End of COPY: the final result tells whether it succeeded.
+    PGresult* res = PQgetResult(conn_);
+    auto checked = Check(*this, res, "COPY TO STDOUT");
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+    if (!checked.ok()) return checked.status();
+    return false;
+  }
+  return ConnectionError("reading COPY data");
+}
+
+Status PgConn::StartCopyIn(std::string_view sql) {
+  LORRY_ASSIGN_OR_RETURN(PgResult r, Exec(sql));
+  if (PQresultStatus(r.get()) != PGRES_COPY_IN)
+    return Status::Internal(fmt::format("{}: expected COPY IN from: {}", label_, sql));
+  return Status::Ok();
+}
+
+Status PgConn::PutCopyData(std::string_view data) {
+  if (PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1)
+    return ConnectionError("sending COPY data");
+  return Status::Ok();
+}
+
+Result<PgResult> PgConn::EndCopyIn(const char* error_message) {
+  if (PQputCopyEnd(conn_, error_message) != 1) return ConnectionError("ending COPY");
+  PGresult* res = PQgetResult(conn_);
+  auto checked = Check(*this, res, "COPY FROM STDIN");
+  while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+  return checked;
+}
+
+void PgConn::Cancel() {
+  if (!conn_) return;
+  PGcancel* c = PQgetCancel(conn_);
+  if (!c) return;
+  char err[256];
+  PQcancel(c, err, sizeof(err));
+  PQfreeCancel(c);
+}
+
+}  // namespace lorry::pg

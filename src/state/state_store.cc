@@ -1,0 +1,288 @@
+#include "state/state_store.h"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace lorry {
+
+namespace {
+
+// Version 1 of the lorry schema. Later versions append migrations; Install()
+// applies whichever are missing, in one transaction.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE SCHEMA IF NOT EXISTS lorry;
+COMMENT ON SCHEMA lorry IS 'lorry logical replication state (do not edit by hand)';
+CREATE TABLE IF NOT EXISTS lorry.schema_version (version int NOT NULL);
+CREATE TABLE IF NOT EXISTS lorry.subscriptions (
+  name              text PRIMARY KEY,
+  slot_name         text NOT NULL,
+  publication       text NOT NULL,
+  insert_only_publication text NOT NULL,
+  origin            text NOT NULL,
+  consistent_lsn    pg_lsn,
+  proto_version     int,
+  confirmed_lsn     pg_lsn,
+  last_commit_lsn   pg_lsn,
+  last_commit_time  timestamptz,
+  last_applied_at   timestamptz,
+  xacts_applied     bigint NOT NULL DEFAULT 0,
+  changes_applied   bigint NOT NULL DEFAULT 0,
+  paused            boolean NOT NULL DEFAULT false,
+  run_host          text,
+  run_pid           int,
+  heartbeat_at      timestamptz,
+  last_error        text,
+  last_error_at     timestamptz,
+  created_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS lorry.tables (
+  subscription      text NOT NULL REFERENCES lorry.subscriptions(name) ON DELETE CASCADE,
+  nspname           text NOT NULL,
+  relname           text NOT NULL,
+  state             text NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending','copying','catching_up','ready','error','paused')),
+  insert_only       boolean NOT NULL DEFAULT false,
+  sync_lsn          pg_lsn,
+  rows_copied       bigint NOT NULL DEFAULT 0,
+  bytes_copied      bigint NOT NULL DEFAULT 0,
+  rows_estimate     bigint,
+  error             text,
+  added_at          timestamptz NOT NULL DEFAULT now(),
+  state_changed_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (subscription, nspname, relname)
+);
+)sql";
+
+std::optional<Lsn> LsnOrNull(const pg::PgResult& r, int row, int col) {
+  if (r.IsNull(row, col)) return std::nullopt;
+  return Lsn::Parse(r.Get(row, col));
+}
+
+std::optional<std::string> LsnParam(std::optional<Lsn> lsn) {
+  if (!lsn) return std::nullopt;
+  return lsn->ToString();
+}
+
+}  // namespace
+
+const char* TableStateName(TableStateKind s) {
+  switch (s) {
+    case TableStateKind::kPending: return "pending";
+    case TableStateKind::kCopying: return "copying";
+    case TableStateKind::kCatchingUp: return "catching_up";
+    case TableStateKind::kReady: return "ready";
+    case TableStateKind::kError: return "error";
+    case TableStateKind::kPaused: return "paused";
+  }
+  return "?";
+}
+
+std::optional<TableStateKind> ParseTableState(std::string_view s) {
+  for (auto k : {TableStateKind::kPending, TableStateKind::kCopying, TableStateKind::kCatchingUp,
+                 TableStateKind::kReady, TableStateKind::kError, TableStateKind::kPaused})
+    if (s == TableStateName(k)) return k;
+  return std::nullopt;
+}
+
+Status StateStore::Install() {
+  auto names = SubscriptionNames::For(sub_);
+  LORRY_RETURN_IF_ERROR(conn_->Exec("BEGIN").status());
+  auto body = [&]() -> Status {
+    // Serialises concurrent installs of the same database.
+    LORRY_RETURN_IF_ERROR(conn_->Exec("SELECT pg_advisory_xact_lock(67447, 1)").status());
+    LORRY_RETURN_IF_ERROR(conn_->Exec(kSchemaV1).status());
+    LORRY_ASSIGN_OR_RETURN(auto v, conn_->QueryValue("SELECT max(version) FROM lorry.schema_version"));
+    if (!v) {
+      LORRY_RETURN_IF_ERROR(
+          conn_->Exec(fmt::format("INSERT INTO lorry.schema_version VALUES ({})", kSchemaVersion)).status());
+    } else if (std::stoi(*v) > kSchemaVersion) {
+      return Status::Precondition(fmt::format(
+          "the lorry schema on the subscriber is version {}, newer than this lorry understands ({}); upgrade lorry",
+          *v, kSchemaVersion));
+    }
+    return conn_
+        ->ExecParams("INSERT INTO lorry.subscriptions (name, slot_name, publication, insert_only_publication, origin) "
+                     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                     {names.name, names.slot, names.publication, names.insert_only_publication, names.origin})
+        .status();
+  };
+  Status s = body();
+  if (!s.ok()) {
+    (void)conn_->Exec("ROLLBACK");
+    return s;
+  }
+  return conn_->Exec("COMMIT").status();
+}
+
+Result<bool> StateStore::IsInstalled() {
+  LORRY_ASSIGN_OR_RETURN(auto reg, conn_->QueryValue("SELECT to_regclass('lorry.subscriptions')::text"));
+  if (!reg) return false;
+  LORRY_ASSIGN_OR_RETURN(auto row, conn_->QueryValue("SELECT 1 FROM lorry.subscriptions WHERE name = $1", {sub_}));
+  return row.has_value();
+}
+
+Status StateStore::Uninstall() {
+  LORRY_ASSIGN_OR_RETURN(bool installed, IsInstalled());
+  if (!installed) return Status::Ok();
+  LORRY_RETURN_IF_ERROR(conn_->ExecParams("DELETE FROM lorry.subscriptions WHERE name = $1", {sub_}).status());
+  LORRY_ASSIGN_OR_RETURN(auto others, conn_->QueryValue("SELECT count(*) FROM lorry.subscriptions"));
+  if (others && *others == "0") LORRY_RETURN_IF_ERROR(conn_->Exec("DROP SCHEMA lorry CASCADE").status());
+  return Status::Ok();
+}
+
+Result<SubscriptionRow> StateStore::LoadSubscription() {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, conn_->ExecParams(
+                  "SELECT name, consistent_lsn, confirmed_lsn, last_commit_lsn, last_commit_time::text, "
+                  "last_applied_at::text, xacts_applied, changes_applied, coalesce(proto_version, 0), "
+                  "heartbeat_at::text, extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, "
+                  "last_error, last_error_at::text, paused "
+                  "FROM lorry.subscriptions WHERE name = $1",
+                  {sub_}));
+  if (r.rows() == 0)
+    return Status::Precondition(
+        fmt::format("subscription \"{}\" is not initialised on the subscriber; run `lorry init` first", sub_));
+  SubscriptionRow s;
+  s.name = r.Get(0, 0);
+  s.consistent_lsn = LsnOrNull(r, 0, 1);
+  s.confirmed_lsn = LsnOrNull(r, 0, 2);
+  s.last_commit_lsn = LsnOrNull(r, 0, 3);
+  s.last_commit_time = r.Get(0, 4);
+  s.last_applied_at = r.Get(0, 5);
+  s.xacts_applied = r.GetInt(0, 6);
+  s.changes_applied = r.GetInt(0, 7);
+  s.proto_version = static_cast<int>(r.GetInt(0, 8));
+  s.heartbeat_at = r.Get(0, 9);
+  if (!r.IsNull(0, 10)) s.heartbeat_age_seconds = std::stod(std::string(r.Get(0, 10)));
+  s.last_error = r.Get(0, 11);
+  s.last_error_at = r.Get(0, 12);
+  s.paused = r.GetBool(0, 13);
+  return s;
+}
+
+namespace {
+TableState TableFromRow(const pg::PgResult& r, int i) {
+  TableState t;
+  t.name = {std::string(r.Get(i, 0)), std::string(r.Get(i, 1))};
+  t.state = ParseTableState(r.Get(i, 2)).value_or(TableStateKind::kError);
+  t.insert_only = r.GetBool(i, 3);
+  t.sync_lsn = LsnOrNull(r, i, 4);
+  t.rows_copied = r.GetInt(i, 5);
+  t.bytes_copied = r.GetInt(i, 6);
+  if (!r.IsNull(i, 7)) t.rows_estimate = r.GetInt(i, 7);
+  t.error = r.Get(i, 8);
+  t.state_changed_at = r.Get(i, 9);
+  return t;
+}
+constexpr const char* kTableColumns =
+    "nspname, relname, state, insert_only, sync_lsn, rows_copied, bytes_copied, rows_estimate, "
+    "coalesce(error, ''), state_changed_at::text";
+}  // namespace
+
+Result<std::vector<TableState>> StateStore::ListTables() {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, conn_->ExecParams(fmt::format("SELECT {} FROM lorry.tables WHERE subscription = $1 "
+                                            "ORDER BY nspname, relname",
+                                            kTableColumns),
+                                {sub_}));
+  std::vector<TableState> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(TableFromRow(r, i));
+  return out;
+}
+
+Result<std::optional<TableState>> StateStore::GetTable(const pg::QualifiedName& name) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, conn_->ExecParams(fmt::format("SELECT {} FROM lorry.tables WHERE subscription = $1 "
+                                            "AND nspname = $2 AND relname = $3",
+                                            kTableColumns),
+                                {sub_, name.schema, name.name}));
+  if (r.rows() == 0) return std::optional<TableState>();
+  return std::optional<TableState>(TableFromRow(r, 0));
+}
+
+Status StateStore::AddTable(const pg::QualifiedName& name, bool insert_only, std::optional<int64_t> rows_estimate) {
+  std::optional<std::string> est;
+  if (rows_estimate) est = std::to_string(*rows_estimate);
+  return conn_
+      ->ExecParams("INSERT INTO lorry.tables (subscription, nspname, relname, insert_only, rows_estimate) "
+                   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subscription, nspname, relname) DO NOTHING",
+                   {sub_, name.schema, name.name, insert_only ? "true" : "false", est})
+      .status();
+}
+
+Status StateStore::RemoveTable(const pg::QualifiedName& name) {
+  return conn_
+      ->ExecParams("DELETE FROM lorry.tables WHERE subscription = $1 AND nspname = $2 AND relname = $3",
+                   {sub_, name.schema, name.name})
+      .status();
+}
+
+Status StateStore::SetState(const pg::QualifiedName& name, TableStateKind state, std::optional<Lsn> sync_lsn,
+                            const std::string& error) {
+  std::optional<std::string> err;
+  if (!error.empty()) err = error;
+  return conn_
+      ->ExecParams("UPDATE lorry.tables SET state = $4, sync_lsn = coalesce($5::pg_lsn, sync_lsn), error = $6, "
+                   "state_changed_at = now() WHERE subscription = $1 AND nspname = $2 AND relname = $3",
+                   {sub_, name.schema, name.name, TableStateName(state), LsnParam(sync_lsn), err})
+      .status();
+}
+
+Status StateStore::SetCopyProgress(const pg::QualifiedName& name, int64_t rows, int64_t bytes) {
+  return conn_
+      ->ExecParams("UPDATE lorry.tables SET rows_copied = $4, bytes_copied = $5 "
+                   "WHERE subscription = $1 AND nspname = $2 AND relname = $3",
+                   {sub_, name.schema, name.name, std::to_string(rows), std::to_string(bytes)})
+      .status();
+}
+
+Status StateStore::SetConsistentPoint(Lsn lsn, int proto_version) {
+  return conn_
+      ->ExecParams("UPDATE lorry.subscriptions SET consistent_lsn = $2, proto_version = $3 WHERE name = $1",
+                   {sub_, lsn.ToString(), std::to_string(proto_version)})
+      .status();
+}
+
+Status StateStore::SetPaused(bool paused) {
+  return conn_->ExecParams("UPDATE lorry.subscriptions SET paused = $2 WHERE name = $1",
+                           {sub_, paused ? "true" : "false"})
+      .status();
+}
+
+Status StateStore::Heartbeat(const Progress& p, bool running) {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  std::optional<std::string> commit_time;
+  if (p.last_commit_time_pg_us != 0)
+    commit_time = fmt::format("{}", static_cast<double>(p.last_commit_time_pg_us) / 1e6);
+  return conn_
+      ->ExecParams(
+          "UPDATE lorry.subscriptions SET "
+          "confirmed_lsn = greatest(confirmed_lsn, $2::pg_lsn), "
+          "last_commit_lsn = coalesce($3::pg_lsn, last_commit_lsn), "
+          "last_commit_time = coalesce(timestamptz '2000-01-01 00:00:00+00' + make_interval(secs => $4::float8), "
+          "last_commit_time), "
+          "last_applied_at = CASE WHEN $3::pg_lsn IS DISTINCT FROM last_commit_lsn THEN now() "
+          "ELSE last_applied_at END, "
+          "xacts_applied = $5, changes_applied = $6, "
+          "run_host = CASE WHEN $7 THEN $8 END, run_pid = CASE WHEN $7 THEN $9::int END, "
+          "heartbeat_at = CASE WHEN $7 THEN now() END "
+          "WHERE name = $1",
+          {sub_, LsnParam(p.confirmed_lsn), LsnParam(p.last_commit_lsn), commit_time,
+           std::to_string(p.xacts_applied), std::to_string(p.changes_applied), running ? "true" : "false",
+           std::string(host), std::to_string(getpid())})
+      .status();
+}
+
+Status StateStore::RecordError(const std::string& error) {
+  std::optional<std::string> e;
+  if (!error.empty()) e = error;
+  return conn_
+      ->ExecParams("UPDATE lorry.subscriptions SET last_error = $2, "
+                   "last_error_at = CASE WHEN $2 IS NULL THEN NULL ELSE now() END WHERE name = $1",
+                   {sub_, e})
+      .status();
+}
+
+}  // namespace lorry

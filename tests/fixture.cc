@@ -1,0 +1,252 @@
+#include "fixture.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace lorry::test {
+
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string TempPath(const char* tag) {
+  char tmpl[] = "/tmp/lorry-test-XXXXXX";
+  int fd = mkstemp(tmpl);
+  if (fd >= 0) close(fd);
+  return std::string(tmpl) + "." + tag;
+}
+
+pid_t SpawnLorry(const std::vector<std::string>& args, const std::string& out_path, const std::string& err_path) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = err_path == out_path ? out : open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int in = open("/dev/null", O_RDONLY);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(LORRY_BINARY));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(LORRY_BINARY, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int DecodeStatus(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+}  // namespace
+
+CommandResult RunLorry(const std::vector<std::string>& args, double timeout_seconds) {
+  std::string out_path = TempPath("out"), err_path = TempPath("err");
+  pid_t pid = SpawnLorry(args, out_path, err_path);
+  CommandResult r;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  int status = 0;
+  while (true) {
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      r.err = "<timed out>\n";
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  r.exit_code = DecodeStatus(status);
+  r.out = ReadFile(out_path);
+  r.err += ReadFile(err_path);
+  std::remove(out_path.c_str());
+  std::remove(err_path.c_str());
+  return r;
+}
+
+LorryProcess::LorryProcess(const std::vector<std::string>& args) {
+  log_path_ = TempPath("log");
+  pid_ = SpawnLorry(args, log_path_, log_path_);
+}
+
+LorryProcess::~LorryProcess() {
+  if (Running()) Terminate(10);
+  if (Running()) Kill9();
+  std::remove(log_path_.c_str());
+}
+
+bool LorryProcess::Running() {
+  if (pid_ <= 0 || status_ != -1) return false;
+  int st = 0;
+  pid_t w = waitpid(pid_, &st, WNOHANG);
+  if (w == pid_) {
+    status_ = DecodeStatus(st);
+    return false;
+  }
+  return true;
+}
+
+void LorryProcess::Kill9() {
+  if (!Running()) return;
+  kill(pid_, SIGKILL);
+  int st = 0;
+  waitpid(pid_, &st, 0);
+  status_ = DecodeStatus(st);
+}
+
+int LorryProcess::Terminate(double timeout_seconds) {
+  if (!Running()) return status_;
+  kill(pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  while (Running() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (Running()) Kill9();
+  return status_;
+}
+
+std::string LorryProcess::Log() const { return ReadFile(log_path_); }
+
+std::unique_ptr<testing::LocalCluster> TwoClusters::provider_;
+std::unique_ptr<testing::LocalCluster> TwoClusters::subscriber_;
+
+testing::LocalCluster* TwoClusters::provider_cluster() { return provider_.get(); }
+testing::LocalCluster* TwoClusters::subscriber_cluster() { return subscriber_.get(); }
+
+void TwoClusters::SetUpTestSuite() {
+  if (!provider_) {
+    testing::LocalClusterOptions p;
+    p.name = "provider";
+    auto c = testing::LocalCluster::Start(p);
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    provider_ = std::move(c).value();
+  }
+  if (!subscriber_) {
+    testing::LocalClusterOptions s;
+    s.name = "subscriber";
+    auto c = testing::LocalCluster::Start(s);
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    subscriber_ = std::move(c).value();
+  }
+}
+
+void TwoClusters::TearDownTestSuite() {
+  provider_.reset();
+  subscriber_.reset();
+}
+
+void TwoClusters::SetUp() {
+  ASSERT_TRUE(provider_ && subscriber_);
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = fmt::format("t_{}_{}", info->test_suite_name(), info->name());
+  for (auto& ch : name) ch = std::isalnum(static_cast<unsigned char>(ch)) ? std::tolower(ch) : '_';
+  dbname_ = name.substr(0, 60);
+  for (auto* c : {provider_.get(), subscriber_.get()}) {
+    ASSERT_TRUE(c->Execute(fmt::format("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", dbname_)).ok());
+    auto s = c->Execute(fmt::format("CREATE DATABASE \"{}\"", dbname_));
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+}
+
+void TwoClusters::TearDown() {
+  // Slots pin WAL and a database cannot be dropped while a slot uses it.
+  if (provider_) {
+    (void)provider_->Execute(fmt::format(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{}' AND NOT active",
+        dbname_));
+  }
+  if (subscriber_) {
+    (void)subscriber_->Execute(
+        "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname LIKE 'lorry_%'");
+  }
+  for (auto* c : {provider_.get(), subscriber_.get()})
+    if (c) (void)c->Execute(fmt::format("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", dbname_));
+}
+
+std::string TwoClusters::Provider() const { return provider_->Conninfo(dbname_); }
+std::string TwoClusters::Subscriber() const { return subscriber_->Conninfo(dbname_); }
+
+std::vector<std::string> TwoClusters::Args(std::vector<std::string> args) const {
+  std::vector<std::string> out{"--provider", Provider(), "--subscriber", Subscriber(), "--name", "main"};
+  // Subcommand first: global flags fall through from the subcommand.
+  if (!args.empty()) {
+    out.insert(out.begin(), args.front());
+    out.insert(out.end(), args.begin() + 1, args.end());
+  }
+  return out;
+}
+
+pg::PgConn TwoClusters::ConnectProvider() const {
+  auto c = pg::PgConn::Connect(Provider(), {{}, "provider"});
+  EXPECT_TRUE(c.ok()) << c.status().message();
+  return std::move(c).value();
+}
+
+pg::PgConn TwoClusters::ConnectSubscriber() const {
+  auto c = pg::PgConn::Connect(Subscriber(), {{}, "subscriber"});
+  EXPECT_TRUE(c.ok()) << c.status().message();
+  return std::move(c).value();
+}
+
+void TwoClusters::ProviderSql(const std::string& sql) const {
+  auto c = ConnectProvider();
+  auto r = c.Exec(sql);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+}
+
+void TwoClusters::SubscriberSql(const std::string& sql) const {
+  auto c = ConnectSubscriber();
+  auto r = c.Exec(sql);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+}
+
+void TwoClusters::BothSql(const std::string& sql) const {
+  ProviderSql(sql);
+  SubscriberSql(sql);
+}
+
+std::string TwoClusters::ProviderValue(const std::string& sql) const {
+  auto c = ConnectProvider();
+  auto v = c.QueryValue(sql);
+  EXPECT_TRUE(v.ok()) << v.status().message();
+  return v.ok() && v.value() ? *v.value() : "<null>";
+}
+
+std::string TwoClusters::SubscriberValue(const std::string& sql) const {
+  auto c = ConnectSubscriber();
+  auto v = c.QueryValue(sql);
+  EXPECT_TRUE(v.ok()) << v.status().message();
+  return v.ok() && v.value() ? *v.value() : "<null>";
+}
+
+std::string TwoClusters::Dump(bool provider, const std::string& quoted_table) const {
+  auto c = provider ? ConnectProvider() : ConnectSubscriber();
+  // Row text forms, sorted: independent of physical order and of types
+  // without an ordering (json, point).
+  auto r = c.Exec("SET extra_float_digits = 3; SET datestyle = 'ISO'; SELECT string_agg(t::text, E'\\n' ORDER BY t::text COLLATE \"C\") FROM " + quoted_table + " t");
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  if (!r.ok() || r->rows() == 0 || r->IsNull(0, 0)) return "";
+  return std::string(r->Get(0, 0));
+}
+
+void TwoClusters::ExpectSameContent(const std::string& quoted_table) const {
+  std::string p = Dump(true, quoted_table), s = Dump(false, quoted_table);
+  EXPECT_EQ(p, s) << "content differs for " << quoted_table;
+}
+
+}  // namespace lorry::test
