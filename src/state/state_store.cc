@@ -265,9 +265,9 @@ Status StateStore::Heartbeat(const Progress& p, bool running) {
           "last_commit_time), "
           "last_applied_at = CASE WHEN $3::pg_lsn IS DISTINCT FROM last_commit_lsn THEN now() "
           "ELSE last_applied_at END, "
-          "xacts_applied = $5, changes_applied = $6, "
-          "run_host = CASE WHEN $7 THEN $8 END, run_pid = CASE WHEN $7 THEN $9::int END, "
-          "heartbeat_at = CASE WHEN $7 THEN now() END "
+          "xacts_applied = $5::bigint, changes_applied = $6::bigint, "
+          "run_host = CASE WHEN $7::bool THEN $8::text END, run_pid = CASE WHEN $7::bool THEN $9::int END, "
+          "heartbeat_at = CASE WHEN $7::bool THEN now() END "
           "WHERE name = $1",
           {sub_, LsnParam(p.confirmed_lsn), LsnParam(p.last_commit_lsn), commit_time,
            std::to_string(p.xacts_applied), std::to_string(p.changes_applied), running ? "true" : "false",
@@ -280,7 +280,7 @@ Status StateStore::RecordError(const std::string& error) {
   if (!error.empty()) e = error;
   return conn_
       ->ExecParams("UPDATE lorry.subscriptions SET last_error = $2, "
-                   "last_error_at = CASE WHEN $2 IS NULL THEN NULL ELSE now() END WHERE name = $1",
+                   "last_error_at = CASE WHEN $2::text IS NULL THEN NULL ELSE now() END WHERE name = $1",
                    {sub_, e})
       .status();
 }
