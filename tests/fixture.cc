@@ -21,11 +21,12 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+// A fresh file for captured output; the caller removes it.
 std::string TempPath(const char* tag) {
-  char tmpl[] = "/tmp/lorry-test-XXXXXX";
-  int fd = mkstemp(tmpl);
+  std::string tmpl = std::string("/tmp/lorry-test-") + tag + "-XXXXXX";
+  int fd = mkstemp(tmpl.data());
   if (fd >= 0) close(fd);
-  return std::string(tmpl) + "." + tag;
+  return tmpl;
 }
 
 pid_t SpawnLorry(const std::vector<std::string>& args, const std::string& out_path, const std::string& err_path) {

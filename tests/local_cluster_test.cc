@@ -5,12 +5,17 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -255,6 +260,47 @@ TEST(LocalClusterTest, StopAllLocalClustersLeavesNothing) {
   // The objects are still safe to destroy.
   a.reset();
   b.reset();
+}
+
+// A process that dies without destroying its cluster (here SIGKILL, as a test
+// timeout would) must not leave the server or the folder behind.
+TEST(LocalClusterTest, WatchdogCleansUpAfterTheOwnerIsKilled) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t owner = fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) {
+    close(fds[0]);
+    LocalClusterOptions options;
+    options.name = "orphan";
+    auto c = LocalCluster::Start(options);
+    std::string report = c.ok() ? (*c)->basedir() + "\n" + std::to_string(PostmasterPid(**c)) + "\n" : "failed\n";
+    (void)!write(fds[1], report.data(), report.size());
+    pause();  // until SIGKILLed
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string report;
+  char buf[512];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) {
+    report.append(buf, n);
+    if (std::count(report.begin(), report.end(), '\n') >= 2 || report == "failed\n") break;
+  }
+  close(fds[0]);
+  kill(owner, SIGKILL);
+  int status = 0;
+  waitpid(owner, &status, 0);
+  ASSERT_NE(report, "failed\n");
+  std::string base = report.substr(0, report.find('\n'));
+  pid_t postmaster = std::stoi(report.substr(report.find('\n') + 1));
+  ASSERT_TRUE(std::filesystem::exists(base));
+  ASSERT_TRUE(ProcessAlive(postmaster));
+
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while ((ProcessAlive(postmaster) || std::filesystem::exists(base)) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(ProcessAlive(postmaster));
+  EXPECT_FALSE(std::filesystem::exists(base));
 }
 
 TEST(LocalClusterTest, MissingBinariesAreAPreconditionError) {

@@ -11,6 +11,9 @@
 // listed so it cannot fork more, then it and its children are SIGKILLed; a
 // process is only killed if its working directory is our data directory, so a
 // stale postmaster.pid whose pid was reused never makes us kill a stranger.
+//
+// A watchdog child per cluster cleans up if this process dies without running
+// Destroy() (see StartWatchdog).
 #include "testing/local_cluster.h"
 
 #include <arpa/inet.h>
@@ -25,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -309,6 +313,135 @@ Status RunCommand(const std::vector<std::string>& argv, const std::string& cwd, 
   return Status::Precondition(fmt::format("{} {}; its output:\n{}", name, how, output));
 }
 
+// ---- The watchdog.
+//
+// A forked child that blocks reading a pipe whose write end only we hold. EOF
+// means we are gone: either Destroy() finished (then there is nothing left to
+// do) or we died without it (SIGKILL, a crash, an unhandled SIGTERM from a
+// test timeout). Then it asks the postmaster for an immediate shutdown
+// (SIGQUIT), waits for postmaster.pid to go (SIGKILL after kWatchdogGrace) and
+// runs rm -rf on the folder. It lives in its own session and ignores
+// SIGINT/SIGTERM/SIGHUP, so Ctrl-C or a group kill does not stop it early.
+// After fork only async-signal-safe calls are used; every string is prepared
+// before.
+
+constexpr int kWatchdogGraceMs = 10000;
+
+struct WatchdogPlan {
+  std::string basedir;
+  std::string pid_file;  // <datadir>/postmaster.pid
+  std::string datadir;   // canonical, compared with /proc/<pid>/cwd
+  std::string rm;        // path of rm
+};
+
+void SleepMs(long ms) {
+  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+// The postmaster's pid if postmaster.pid names a process working in datadir.
+pid_t WatchdogPostmaster(const WatchdogPlan& plan) {
+  int fd = open(plan.pid_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[32];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  long pid = 0;
+  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) pid = pid * 10 + (buf[i] - '0');
+  if (pid <= 0) return 0;
+  char proc[64] = "/proc/";
+  char digits[24];
+  int nd = 0;
+  for (long v = pid; v > 0; v /= 10) digits[nd++] = static_cast<char>('0' + v % 10);
+  size_t len = strlen(proc);
+  while (nd > 0) proc[len++] = digits[--nd];
+  memcpy(proc + len, "/cwd", 5);
+  char cwd[4096];
+  ssize_t m = readlink(proc, cwd, sizeof(cwd));
+  if (m <= 0 || static_cast<size_t>(m) != plan.datadir.size() || memcmp(cwd, plan.datadir.data(), m) != 0) return 0;
+  return static_cast<pid_t>(pid);
+}
+
+[[noreturn]] void WatchdogMain(const WatchdogPlan& plan, char* const* rm_argv, char* const* empty_env) {
+  char byte;
+  while (true) {
+    ssize_t n = read(0, &byte, 1);
+    if (n == 0 || (n < 0 && errno != EINTR)) break;
+  }
+  if (pid_t pid = WatchdogPostmaster(plan); pid > 0) {
+    kill(pid, SIGQUIT);
+    for (int waited = 0; waited < kWatchdogGraceMs && access(plan.pid_file.c_str(), F_OK) == 0; waited += 50)
+      SleepMs(50);
+    if (WatchdogPostmaster(plan) == pid) kill(pid, SIGKILL);
+  }
+  if (access(plan.basedir.c_str(), F_OK) == 0) {
+    pid_t rm = fork();
+    if (rm == 0) {
+      execve(plan.rm.c_str(), rm_argv, empty_env);
+      _exit(127);
+    }
+    int status;
+    if (rm > 0)
+      while (waitpid(rm, &status, 0) < 0 && errno == EINTR) {
+      }
+  }
+  _exit(0);
+}
+
+// Forks the watchdog; returns its pid and sets *write_fd (close it to let the
+// watchdog go), or -1 if it could not be started (we then rely on Destroy()).
+pid_t StartWatchdog(const WatchdogPlan& plan, int* write_fd) {
+  std::vector<char*> rm_argv{const_cast<char*>("rm"), const_cast<char*>("-rf"), const_cast<char*>("--"),
+                             const_cast<char*>(plan.basedir.c_str()), nullptr};
+  char* empty_env[] = {nullptr};
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (dup2(fds[0], 0) < 0) _exit(1);
+    if (null >= 0) {
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    CloseFromFd3();
+    if (chdir("/") != 0) _exit(1);
+    WatchdogMain(plan, rm_argv.data(), empty_env);
+  }
+  close(fds[0]);
+  if (null >= 0) close(null);
+  if (pid < 0) {
+    close(fds[1]);
+    return -1;
+  }
+  *write_fd = fds[1];
+  return pid;
+}
+
+// Lets the watchdog go (nothing is left for it to do) and reaps it.
+void StopWatchdog(pid_t pid, int write_fd) {
+  if (write_fd >= 0) close(write_fd);
+  if (pid <= 0) return;
+  int status;
+  for (int waited = 0; waited < 5000; waited += 10) {
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid || (w < 0 && errno != EINTR)) return;
+    SleepMs(10);
+  }
+  kill(pid, SIGKILL);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
 // ---- Finding the server's processes.
 
 // Process state from /proc/<pid>/stat ('Z' for a zombie), and its parent.
@@ -484,6 +617,10 @@ Status LocalCluster::Init() {
   logfile_ = basedir_ + "/server.log";
   if (as.switch_user && chown(basedir_.c_str(), as.uid, as.gid) != 0)
     return Status::Internal(fmt::format("local cluster {}: chown {}: {}", options_.name, basedir_, std::strerror(errno)));
+
+  WatchdogPlan plan{basedir_, datadir_ + "/postmaster.pid", fs::weakly_canonical(datadir_).string(),
+                    access("/usr/bin/rm", X_OK) == 0 ? "/usr/bin/rm" : "/bin/rm"};
+  watchdog_ = StartWatchdog(plan, &watchdog_fd_);
 
   std::string output;
   LORRY_RETURN_IF_ERROR(Annotate(RunProgram(
@@ -663,6 +800,9 @@ void LocalCluster::Destroy() {
     fs::remove_all(basedir_, ec);
   }
   if (port_ != 0) ReleasePort(port_);
+  StopWatchdog(watchdog_, watchdog_fd_);
+  watchdog_ = -1;
+  watchdog_fd_ = -1;
   spdlog::debug("local_cluster={} port={} event=removed", options_.name, port_);
 }
 

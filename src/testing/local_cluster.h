@@ -12,6 +12,8 @@
 //   server) and removes the folder, whatever state it was left in.
 // - Every live cluster is in a process-wide registry, so StopAllLocalClusters()
 //   (e.g. after Ctrl-C in `lorry demo`, or at exit) leaves nothing behind.
+// - If the process dies without destroying a cluster (SIGKILL, a crash, a test
+//   timeout), a small watchdog child notices and stops and removes it.
 // - The server never runs as root: when geteuid() == 0 the PostgreSQL programs
 //   run as the `postgres` system user, which owns the folder.
 // - Nothing is printed: program output goes to files in the folder and is
@@ -22,6 +24,8 @@
 // (they serialize); StopAllLocalClusters() may be called from any thread, but
 // not from a signal handler.
 #pragma once
+
+#include <sys/types.h>
 
 #include <memory>
 #include <mutex>
@@ -103,6 +107,9 @@ class LocalCluster {
   std::string logfile_;  // basedir_/server.log
   int port_ = 0;
   int major_version_ = 0;
+
+  pid_t watchdog_ = -1;    // cleans up if this process dies without Destroy()
+  int watchdog_fd_ = -1;   // closing it releases the watchdog
 
   mutable std::mutex mu_;  // serializes start/stop/destroy
   bool running_ = false;
