@@ -1,0 +1,40 @@
+// The administrative commands: everything but `run` and `demo`.
+//
+// Each function is what one CLI subcommand calls after parsing. They print
+// human (or JSON) output to `out` and return a Status whose ExitCode() is the
+// process exit status. Connection strings are never printed unredacted.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "config/config.h"
+
+namespace lorry::admin {
+
+struct InitOptions {};
+// Checks both servers (one line per check, with the fix when it fails) and
+// installs the lorry schema, the origin and the publications. Idempotent.
+Status Init(const Config& config, const InitOptions& options, std::ostream& out);
+
+struct AddOptions {
+  std::vector<std::string> tables;  // as typed by the user: qualified or not, SQL quoting allowed
+  bool all = false;
+  std::string schema;  // with --all: only this schema
+  bool insert_only = false;
+};
+Status Add(const Config& config, const AddOptions& options, std::ostream& out);
+Status Remove(const Config& config, const std::vector<std::string>& tables, std::ostream& out);
+
+Status ShowStatus(const Config& config, bool json, std::ostream& out);
+Status ShowTables(const Config& config, bool json, std::ostream& out);
+
+// Blocks until every table is ready and everything the provider had committed
+// when it started is applied; kTimeout (exit 1) with what is behind otherwise.
+Status Wait(const Config& config, double timeout_seconds, std::ostream& out);
+
+Status Drop(const Config& config, std::ostream& out);
+
+}  // namespace lorry::admin

@@ -1,0 +1,285 @@
+// `lorry status` and `lorry tables`: what the subscription is doing, read from
+// the subscriber (lorry schema, origin, run lock) and, when reachable, the
+// provider (current WAL position, slot).
+//
+// The provider is optional: when it cannot be reached the report says so and
+// shows everything else, and the command still succeeds. Servers are named by
+// their connection labels, which never hold a password.
+#include <algorithm>
+#include <array>
+#include <map>
+#include <ostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "admin/admin.h"
+#include "admin/admin_util.h"
+#include "pg/conninfo.h"
+#include "state/state_store.h"
+
+namespace lorry::admin {
+
+namespace {
+
+using nlohmann::json;
+
+json LsnJson(std::optional<Lsn> lsn) { return lsn ? json(lsn->ToString()) : json(nullptr); }
+json TextJson(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+template <typename T>
+json OptJson(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+json TableJson(const TableState& t) {
+  return {{"name", t.name.Display()},
+          {"schema", t.name.schema},
+          {"table", t.name.name},
+          {"state", TableStateName(t.state)},
+          {"insert_only", t.insert_only},
+          {"rows_copied", t.rows_copied},
+          {"bytes_copied", t.bytes_copied},
+          {"rows_estimate", OptJson(t.rows_estimate)},
+          {"sync_lsn", LsnJson(t.sync_lsn)},
+          {"error", TextJson(t.error)},
+          {"state_changed_at", TextJson(t.state_changed_at)}};
+}
+
+std::string RowsText(const TableState& t) {
+  if (t.rows_estimate && (t.state == TableStateKind::kPending || t.state == TableStateKind::kCopying))
+    return fmt::format("{}/~{}", t.rows_copied, *t.rows_estimate);
+  return std::to_string(t.rows_copied);
+}
+
+void PrintTables(const std::vector<TableState>& tables, std::ostream& out) {
+  if (tables.empty()) {
+    out << "no tables: add some with `lorry add TABLE...` or `lorry add --all`\n";
+    return;
+  }
+  std::vector<std::array<std::string, 6>> rows;
+  rows.push_back({"TABLE", "STATE", "MODE", "ROWS", "SYNC LSN", "ERROR"});
+  for (const auto& t : tables)
+    rows.push_back({t.name.Display(), TableStateName(t.state), t.insert_only ? "insert-only" : "all",
+                    RowsText(t), t.sync_lsn ? t.sync_lsn->ToString() : "-", t.error.empty() ? "" : t.error});
+  std::array<size_t, 6> width{};
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (i + 1 == r.size())
+        line += r[i];
+      else
+        line += fmt::format("{:<{}}  ", r[i], width[i]);
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out << line << "\n";
+  }
+}
+
+struct Report {
+  SubscriptionNames names;
+  SubscriptionRow sub;
+  std::vector<TableState> tables;
+  std::string subscriber_label;
+  std::string provider_label;
+  std::string provider_error;  // non-empty: provider unreachable
+  bool run_active = false;
+  std::string run_holder;
+  std::optional<Lsn> applied_lsn;  // origin progress, else last_commit_lsn
+  std::optional<Lsn> provider_lsn;
+  std::optional<int64_t> lag_bytes;
+  std::optional<double> lag_seconds;
+  std::optional<double> last_commit_age_seconds;
+  bool slot_exists = false;
+  bool slot_active = false;
+  std::optional<Lsn> slot_confirmed_flush;
+  std::optional<int64_t> slot_retained_bytes;
+};
+
+// Reads the provider's side of the report: current WAL position and slot.
+Status ReadProvider(const Config& config, Report* r) {
+  LORRY_ASSIGN_OR_RETURN(auto provider, ConnectProvider(config));
+  r->provider_label = provider.label();
+  LORRY_ASSIGN_OR_RETURN(
+      auto res, provider.ExecParams(
+                    "WITH pos AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+                    "             ELSE pg_current_wal_lsn() END AS lsn) "
+                    "SELECT pos.lsn::text, s.slot_name IS NOT NULL, coalesce(s.active, false), "
+                    "  s.confirmed_flush_lsn::text, (pos.lsn - s.restart_lsn)::bigint "
+                    "FROM pos LEFT JOIN pg_replication_slots s ON s.slot_name = $1",
+                    {r->names.slot}));
+  r->provider_lsn = Lsn::Parse(res.Get(0, 0));
+  r->slot_exists = res.GetBool(0, 1);
+  r->slot_active = res.GetBool(0, 2);
+  if (!res.IsNull(0, 3)) r->slot_confirmed_flush = Lsn::Parse(res.Get(0, 3));
+  if (!res.IsNull(0, 4)) r->slot_retained_bytes = res.GetInt(0, 4);
+  return Status::Ok();
+}
+
+Result<Report> BuildReport(const Config& config, pg::PgConn& subscriber, bool with_provider) {
+  Report r;
+  r.names = SubscriptionNames::For(config.name);
+  r.subscriber_label = subscriber.label();
+  StateStore store(&subscriber, config.name);
+  LORRY_ASSIGN_OR_RETURN(bool installed, store.IsInstalled());
+  if (!installed) return NotInitialised(config.name);
+  LORRY_ASSIGN_OR_RETURN(r.sub, store.LoadSubscription());
+  LORRY_ASSIGN_OR_RETURN(r.tables, store.ListTables());
+  if (!with_provider) return r;
+
+  LORRY_ASSIGN_OR_RETURN(r.run_active, RunIsActive(subscriber, config.name));
+  if (r.run_active) r.run_holder = RunHolder(subscriber, config.name);
+  r.applied_lsn = OriginProgress(subscriber, r.names.origin, false);
+  if (!r.applied_lsn) r.applied_lsn = r.sub.last_commit_lsn;
+  LORRY_ASSIGN_OR_RETURN(auto age, subscriber.QueryValue("SELECT extract(epoch FROM clock_timestamp() - "
+                                                         "last_commit_time)::float8 FROM lorry.subscriptions "
+                                                         "WHERE name = $1",
+                                                         {config.name}));
+  if (age) r.last_commit_age_seconds = std::stod(*age);
+
+  Status ps = ReadProvider(config, &r);
+  if (!ps.ok()) {
+    r.provider_error = pg::RedactSecrets(ps.message());
+    return r;
+  }
+  std::optional<Lsn> done = r.applied_lsn;
+  if (r.sub.confirmed_lsn && (!done || *r.sub.confirmed_lsn > *done)) done = r.sub.confirmed_lsn;
+  if (r.provider_lsn && done) {
+    r.lag_bytes = r.provider_lsn->value > done->value ? static_cast<int64_t>(r.provider_lsn->value - done->value) : 0;
+    if (*r.lag_bytes == 0)
+      r.lag_seconds = 0.0;
+    else if (r.last_commit_age_seconds)
+      r.lag_seconds = std::max(0.0, *r.last_commit_age_seconds);
+  }
+  return r;
+}
+
+std::map<std::string, int> StateCounts(const std::vector<TableState>& tables) {
+  std::map<std::string, int> counts;
+  for (const auto& t : tables) ++counts[TableStateName(t.state)];
+  return counts;
+}
+
+json ReportJson(const Report& r) {
+  json sub = {
+      {"name", r.names.name},
+      {"slot", r.names.slot},
+      {"publication", r.names.publication},
+      {"insert_only_publication", r.names.insert_only_publication},
+      {"origin", r.names.origin},
+      {"subscriber", r.subscriber_label},
+      {"provider", TextJson(r.provider_label)},
+      {"provider_reachable", r.provider_error.empty()},
+      {"provider_error", TextJson(r.provider_error)},
+      {"run_active", r.run_active},
+      {"run_holder", TextJson(r.run_holder)},
+      {"heartbeat_at", TextJson(r.sub.heartbeat_at)},
+      {"heartbeat_age_seconds", OptJson(r.sub.heartbeat_age_seconds)},
+      {"paused", r.sub.paused},
+      {"consistent_lsn", LsnJson(r.sub.consistent_lsn)},
+      {"applied_lsn", LsnJson(r.applied_lsn)},
+      {"confirmed_lsn", LsnJson(r.sub.confirmed_lsn)},
+      {"last_commit_lsn", LsnJson(r.sub.last_commit_lsn)},
+      {"last_commit_time", TextJson(r.sub.last_commit_time)},
+      {"provider_lsn", LsnJson(r.provider_lsn)},
+      {"lag_bytes", OptJson(r.lag_bytes)},
+      {"lag_seconds", OptJson(r.lag_seconds)},
+      {"xacts_applied", r.sub.xacts_applied},
+      {"changes_applied", r.sub.changes_applied},
+      {"proto_version", r.sub.proto_version},
+      {"last_error", TextJson(r.sub.last_error)},
+      {"last_error_at", TextJson(r.sub.last_error_at)},
+  };
+  if (r.provider_error.empty()) {
+    sub["slot_state"] = {{"exists", r.slot_exists},
+                         {"active", r.slot_active},
+                         {"confirmed_flush_lsn", LsnJson(r.slot_confirmed_flush)},
+                         {"retained_bytes", OptJson(r.slot_retained_bytes)}};
+  } else {
+    sub["slot_state"] = nullptr;
+  }
+  json tables = json::array();
+  for (const auto& t : r.tables) tables.push_back(TableJson(t));
+  return {{"subscription", sub}, {"table_states", StateCounts(r.tables)}, {"tables", tables}};
+}
+
+void PrintReport(const Report& r, std::ostream& out) {
+  auto line = [&](const char* key, const std::string& value) { out << fmt::format("{:<13} {}", key, value) << "\n"; };
+  line("subscription", r.names.name + (r.sub.paused ? " (paused)" : ""));
+  line("subscriber", r.subscriber_label);
+  if (!r.provider_error.empty())
+    line("provider", "provider unreachable: " + r.provider_error);
+  else
+    line("provider", r.provider_label);
+
+  if (r.run_active) {
+    std::string hb = r.sub.heartbeat_age_seconds ? fmt::format(", heartbeat {:.1f} s ago", *r.sub.heartbeat_age_seconds)
+                                                 : "";
+    line("run", fmt::format("active{}{}", r.run_holder.empty() ? "" : " (" + r.run_holder + ")", hb));
+  } else {
+    line("run", "not running");
+  }
+
+  if (r.provider_error.empty()) {
+    if (!r.slot_exists)
+      line("slot", r.names.slot + ": not created yet (the first `lorry run` creates it)");
+    else
+      line("slot", fmt::format("{}: {}{}", r.names.slot, r.slot_active ? "active" : "inactive",
+                               r.slot_retained_bytes
+                                   ? fmt::format(", keeps {} of WAL on the provider", HumanBytes(*r.slot_retained_bytes))
+                                   : ""));
+  }
+
+  std::string applied = r.applied_lsn ? r.applied_lsn->ToString() : "nothing yet";
+  if (r.sub.confirmed_lsn) applied += fmt::format(" (confirmed up to {})", r.sub.confirmed_lsn->ToString());
+  line("applied LSN", applied);
+  if (!r.provider_error.empty()) {
+    line("lag", "unknown (provider unreachable)");
+  } else if (r.lag_bytes) {
+    std::string secs = r.lag_seconds ? fmt::format("{:.1f} s", *r.lag_seconds) : "? s";
+    std::string bytes = HumanBytes(*r.lag_bytes);
+    if (bytes.find("bytes") == std::string::npos) bytes += fmt::format(" ({} bytes)", *r.lag_bytes);
+    line("lag", fmt::format("{}, {}", bytes, secs));
+  } else {
+    line("lag", fmt::format("unknown: nothing applied yet (provider at {})",
+                            r.provider_lsn ? r.provider_lsn->ToString() : "?"));
+  }
+  std::string applied_counts = fmt::format("{} transactions, {} changes", r.sub.xacts_applied, r.sub.changes_applied);
+  if (!r.sub.last_commit_time.empty()) applied_counts += ", last provider commit at " + r.sub.last_commit_time;
+  line("applied", applied_counts);
+  line("last error", r.sub.last_error.empty() ? "none" : r.sub.last_error + " (at " + r.sub.last_error_at + ")");
+
+  std::string counts;
+  for (const auto& [state, n] : StateCounts(r.tables)) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, state);
+  line("tables", fmt::format("{}{}", r.tables.size(), counts.empty() ? "" : ": " + counts));
+  out << "\n";
+  PrintTables(r.tables, out);
+}
+
+}  // namespace
+
+Status ShowStatus(const Config& config, bool json_output, std::ostream& out) {
+  LORRY_ASSIGN_OR_RETURN(auto subscriber, ConnectSubscriber(config));
+  LORRY_ASSIGN_OR_RETURN(auto report, BuildReport(config, subscriber, true));
+  if (json_output)
+    out << ReportJson(report).dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+  else
+    PrintReport(report, out);
+  return Status::Ok();
+}
+
+Status ShowTables(const Config& config, bool json_output, std::ostream& out) {
+  LORRY_ASSIGN_OR_RETURN(auto subscriber, ConnectSubscriber(config));
+  LORRY_ASSIGN_OR_RETURN(auto report, BuildReport(config, subscriber, false));
+  if (json_output) {
+    json tables = json::array();
+    for (const auto& t : report.tables) tables.push_back(TableJson(t));
+    out << json{{"subscription", report.names.name}, {"tables", tables}}.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+  } else {
+    PrintTables(report.tables, out);
+  }
+  return Status::Ok();
+}
+
+}  // namespace lorry::admin

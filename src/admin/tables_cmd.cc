@@ -1,0 +1,357 @@
+// `lorry add` and `lorry remove`: which tables the subscription replicates.
+//
+// A table is replicated when it is in one of the subscription's publications
+// on the provider (lorry_<name>, or lorry_<name>_insert_only for INSERT and
+// TRUNCATE only) and has a row in lorry.tables on the subscriber.
+//
+// Invariants:
+// - add checks every table before it changes anything, and changes nothing
+//   unless all pass; every problem is reported at once.
+// - The publication is changed before lorry.tables: a copy started for a new
+//   row is then always taken after the table joined the publication, so no
+//   change committed after the copy's snapshot can be missed.
+// - Both commands are idempotent: repeating them, or re-running them after a
+//   failure between the two steps, completes what is missing.
+#include <algorithm>
+#include <functional>
+#include <ostream>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "admin/admin.h"
+#include "admin/admin_util.h"
+#include "catalog/catalog.h"
+#include "state/state_store.h"
+
+namespace lorry::admin {
+
+namespace {
+
+// "cannot add tables: 2 problems found, nothing was added" and the list.
+Status Refusal(const char* verb, const char* done, const std::vector<std::string>& problems) {
+  std::string msg = fmt::format("cannot {} tables: {} problem{} found, nothing was {}", verb, problems.size(),
+                                problems.size() == 1 ? "" : "s", done);
+  for (const auto& p : problems) msg += "\n  - " + p;
+  return Status::Precondition(msg);
+}
+
+std::string NoIdentityProblem(const catalog::TableInfo& t) {
+  std::string why = t.replica_identity == 'n' ? "has REPLICA IDENTITY NOTHING"
+                                              : "has no primary key (and REPLICA IDENTITY DEFAULT)";
+  return fmt::format(
+      "table {0} {1}: once published for replication, every UPDATE and DELETE on it would fail on the provider "
+      "(\"cannot update table because it does not have a replica identity and publishes updates\"). Fix one of:\n"
+      "      - add a primary key: ALTER TABLE {2} ADD PRIMARY KEY (...);\n"
+      "      - log whole rows: ALTER TABLE {2} REPLICA IDENTITY FULL;\n"
+      "      - replicate only its INSERTs and TRUNCATEs: lorry add --insert-only {3}",
+      t.name.Display(), why, t.name.Quoted(), ShellQuote(t.name.Display()));
+}
+
+// Problems that would make applying the provider's rows to the subscriber's
+// table fail: a provider column missing there, or a subscriber-only column
+// that needs a value. Type differences are only noted: values travel in text
+// form, so e.g. integer -> bigint or varchar(20) -> text work.
+void CompareColumns(const catalog::TableInfo& prov, const catalog::TableInfo& sub, std::vector<std::string>* problems,
+                    std::vector<std::string>* notes) {
+  for (const auto& c : prov.columns) {
+    if (c.generated) continue;  // never sent by the provider
+    const catalog::ColumnInfo* s = sub.FindColumn(c.name);
+    if (s == nullptr) {
+      problems->push_back(fmt::format("column {} ({}) of table {} is missing on the subscriber. Fix: on the "
+                                      "subscriber, ALTER TABLE {} ADD COLUMN {} {};",
+                                      pg::QuoteIdentIfNeeded(c.name), c.type, prov.name.Display(), sub.name.Quoted(),
+                                      pg::QuoteIdent(c.name), c.type));
+    } else if (s->type != c.type && !s->generated) {
+      notes->push_back(fmt::format("column {} of table {} is {} on the provider and {} on the subscriber: values are "
+                                   "applied through their text form",
+                                   pg::QuoteIdentIfNeeded(c.name), prov.name.Display(), c.type, s->type));
+    } else if (s->generated) {
+      problems->push_back(fmt::format("column {} of table {} is generated on the subscriber but not on the provider: "
+                                      "replicated values could not be stored in it",
+                                      pg::QuoteIdentIfNeeded(c.name), prov.name.Display()));
+    }
+  }
+  for (const auto& s : sub.columns) {
+    const catalog::ColumnInfo* p = prov.FindColumn(s.name);
+    bool replicated = p != nullptr && !p->generated;
+    if (replicated || s.generated || !s.not_null || s.has_default) continue;
+    problems->push_back(fmt::format("column {} of table {} exists only on the subscriber and is NOT NULL without a "
+                                    "default: replicated rows could not be inserted. Fix: on the subscriber, "
+                                    "ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL; (or SET DEFAULT ...)",
+                                    pg::QuoteIdentIfNeeded(s.name), sub.name.Display(), sub.name.Quoted(),
+                                    pg::QuoteIdent(s.name)));
+  }
+}
+
+struct Candidate {
+  catalog::TableInfo info;  // on the provider; info.name is qualified
+  bool named = false;       // named on the command line, not only found by --all
+};
+
+// The tables named on the command line (and by --all), resolved on the
+// provider; problems for names that do not resolve.
+Result<std::vector<Candidate>> ResolveTables(pg::PgConn& provider, const AddOptions& options,
+                                             std::vector<std::string>* problems) {
+  std::vector<Candidate> out;
+  std::set<pg::QualifiedName> seen;
+  auto take = [&](catalog::TableInfo info, bool named) {
+    if (seen.insert(info.name).second) out.push_back({std::move(info), named});
+  };
+  for (const auto& text : options.tables) {
+    auto name = pg::ParseQualifiedName(text);
+    if (!name.ok()) {
+      problems->push_back(name.status().message());
+      continue;
+    }
+    LORRY_ASSIGN_OR_RETURN(auto info, catalog::LookupTable(provider, *name));
+    if (!info) {
+      std::string where;
+      if (name->schema.empty()) {
+        auto path = provider.QueryValue("SELECT array_to_string(current_schemas(false), ', ')");
+        if (path.ok() && path.value()) where = fmt::format(" (searched schemas: {})", *path.value());
+      }
+      problems->push_back(fmt::format("table {} not found on the provider{}", name->Display(), where));
+      continue;
+    }
+    take(std::move(*info), true);
+  }
+  if (options.all) {
+    LORRY_ASSIGN_OR_RETURN(auto names, catalog::ListUserTables(provider, options.schema));
+    if (names.empty())
+      problems->push_back(options.schema.empty()
+                              ? std::string("--all: the provider database has no tables")
+                              : fmt::format("--all --schema {}: the provider has no tables in schema {}",
+                                            options.schema, pg::QuoteIdentIfNeeded(options.schema)));
+    for (const auto& n : names) {
+      LORRY_ASSIGN_OR_RETURN(auto info, catalog::LookupTable(provider, n));
+      if (info) take(std::move(*info), false);  // else dropped since it was listed
+    }
+  }
+  return out;
+}
+
+std::string SqlTableList(const std::vector<const catalog::TableInfo*>& tables) {
+  std::string list;
+  for (const auto* t : tables) {
+    // ONLY: inheritance children are tables of their own, added by name.
+    list += fmt::format("{}{}{}", list.empty() ? "" : ", ", t->relkind == 'p' ? "" : "ONLY ", t->name.Quoted());
+  }
+  return list;
+}
+
+Status RequireInitialised(pg::PgConn& provider, pg::PgConn& subscriber, const SubscriptionNames& names) {
+  StateStore store(&subscriber, names.name);
+  LORRY_ASSIGN_OR_RETURN(bool installed, store.IsInstalled());
+  if (!installed) return NotInitialised(names.name);
+  for (const auto& pub : {names.publication, names.insert_only_publication}) {
+    LORRY_ASSIGN_OR_RETURN(bool exists, PublicationExists(provider, pub));
+    if (!exists)
+      return Status::Precondition(
+          fmt::format("publication {} is missing on the provider: run `lorry init` first", pub));
+  }
+  return Status::Ok();
+}
+
+Status InTransaction(pg::PgConn& conn, const std::function<Status()>& body) {
+  LORRY_RETURN_IF_ERROR(conn.Exec("BEGIN").status());
+  Status s = body();
+  if (!s.ok()) {
+    (void)conn.Exec("ROLLBACK");
+    return s;
+  }
+  return conn.Exec("COMMIT").status();
+}
+
+// What add does with one table; in_publication && in_state: nothing.
+struct AddPlan {
+  const catalog::TableInfo* table;
+  bool in_publication;
+  bool in_state;
+  bool insert_only;
+  bool done() const { return in_publication && in_state; }
+};
+
+// Checks every candidate against what is already replicated and against the
+// subscriber's table; fills `problems` (refusals) and `notes` (worth saying).
+Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<Candidate>& candidates,
+                                     const std::vector<PublicationMember>& members,
+                                     const std::vector<TableState>& states, bool insert_only,
+                                     std::vector<std::string>* problems, std::vector<std::string>* notes) {
+  std::vector<AddPlan> plans;
+  for (const auto& c : candidates) {
+    const auto& t = c.info;
+    auto member = std::find_if(members.begin(), members.end(), [&](auto& m) { return m.table == t.name; });
+    auto state = std::find_if(states.begin(), states.end(), [&](auto& s) { return s.name == t.name; });
+    bool in_publication = member != members.end(), in_state = state != states.end();
+    bool was_insert_only = in_state ? state->insert_only : in_publication && member->insert_only;
+    // A table --all finds again is fine whatever its mode; one named again
+    // with another mode is not.
+    if (in_publication && in_state && (!c.named || was_insert_only == insert_only)) {
+      plans.push_back({&t, true, true, was_insert_only});
+      continue;
+    }
+    if ((in_publication || in_state) && was_insert_only != insert_only) {
+      problems->push_back(fmt::format("table {} is already replicated {}; to change that, `lorry remove` it and add "
+                                      "it again",
+                                      t.name.Display(), was_insert_only ? "insert-only" : "with all operations"));
+      continue;
+    }
+    if (!insert_only && !t.HasUsableIdentity()) problems->push_back(NoIdentityProblem(t));
+    LORRY_ASSIGN_OR_RETURN(auto sub, catalog::LookupTable(subscriber, t.name));
+    if (!sub) {
+      problems->push_back(fmt::format("table {} does not exist on the subscriber: create it there first, with the "
+                                      "same columns (creating it with `lorry add --create` comes in a later version)",
+                                      t.name.Display()));
+    } else {
+      CompareColumns(t, *sub, problems, notes);
+    }
+    plans.push_back({&t, in_publication, in_state, insert_only});
+  }
+  return plans;
+}
+
+// Publication first, then lorry.tables (see the invariants at the top).
+Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const SubscriptionNames& names,
+                const std::vector<AddPlan>& plans, bool insert_only) {
+  const std::string& publication = insert_only ? names.insert_only_publication : names.publication;
+  std::vector<const catalog::TableInfo*> to_publish;
+  for (const auto& p : plans)
+    if (!p.in_publication) to_publish.push_back(p.table);
+  if (!to_publish.empty()) {
+    LORRY_RETURN_IF_ERROR(provider
+                              .Exec(fmt::format("ALTER PUBLICATION {} ADD TABLE {}", pg::QuoteIdent(publication),
+                                                SqlTableList(to_publish)))
+                              .status()
+                              .WithContext("adding tables to publication " + publication));
+  }
+  StateStore store(&subscriber, names.name);
+  return InTransaction(subscriber, [&]() -> Status {
+    for (const auto& p : plans) {
+      if (p.in_state) continue;
+      std::optional<int64_t> estimate;
+      if (p.table->rows_estimate >= 0) estimate = p.table->rows_estimate;
+      LORRY_RETURN_IF_ERROR(store.AddTable(p.table->name, p.insert_only, estimate));
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace
+
+Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
+  if (!options.all && options.tables.empty())
+    return Status::Usage("name the tables to add (e.g. `lorry add public.orders`), or use --all [--schema S]");
+  if (!options.all && !options.schema.empty())
+    return Status::Usage("--schema goes with --all: `lorry add --all --schema " + ShellQuote(options.schema) + "`");
+  auto names = SubscriptionNames::For(config.name);
+  LORRY_ASSIGN_OR_RETURN(auto provider, ConnectProvider(config));
+  LORRY_ASSIGN_OR_RETURN(auto subscriber, ConnectSubscriber(config));
+  LORRY_RETURN_IF_ERROR(RequireInitialised(provider, subscriber, names));
+
+  std::vector<std::string> problems, notes;
+  LORRY_ASSIGN_OR_RETURN(auto candidates, ResolveTables(provider, options, &problems));
+  LORRY_ASSIGN_OR_RETURN(auto members, ListPublicationMembers(provider, names));
+  LORRY_ASSIGN_OR_RETURN(auto states, StateStore(&subscriber, names.name).ListTables());
+  LORRY_ASSIGN_OR_RETURN(auto plans,
+                         PlanAdd(subscriber, candidates, members, states, options.insert_only, &problems, &notes));
+  if (!problems.empty()) return Refusal("add", "added", problems);
+  LORRY_RETURN_IF_ERROR(ApplyAdd(provider, subscriber, names, plans, options.insert_only));
+
+  int added = 0;
+  for (const auto& p : plans) {
+    if (p.done()) {
+      out << fmt::format("{}: already replicated{}", p.table->name.Display(), p.insert_only ? " (insert-only)" : "")
+          << "\n";
+      continue;
+    }
+    ++added;
+    std::string rows = p.table->rows_estimate >= 0 ? fmt::format(", about {} rows", p.table->rows_estimate) : "";
+    out << fmt::format("added {} ({}{})", p.table->name.Display(),
+                       p.insert_only ? "insert-only: INSERT and TRUNCATE" : "all operations", rows)
+        << "\n";
+  }
+  for (const auto& n : notes) out << "note: " << n << "\n";
+  if (added > 0) {
+    LORRY_ASSIGN_OR_RETURN(bool running, RunIsActive(subscriber, names.name));
+    if (running)
+      out << "lorry run is active: it picks the new tables up (copy, then catch-up) without a restart\n";
+    else
+      out << "start `lorry run` to copy the new tables and replicate their changes\n";
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+// Matches each name with a replicated table. Names are matched, not looked
+// up, so that a table already dropped on either side can still be removed;
+// an unqualified name is the replicated table of that name if there is
+// exactly one, else what the provider's search_path finds.
+Result<std::vector<pg::QualifiedName>> ResolveReplicated(pg::PgConn& provider, const std::vector<std::string>& tables,
+                                                         const std::vector<PublicationMember>& members,
+                                                         const std::vector<TableState>& states,
+                                                         const std::string& subscription,
+                                                         std::vector<std::string>* problems) {
+  std::set<pg::QualifiedName> replicated;
+  for (const auto& m : members) replicated.insert(m.table);
+  for (const auto& s : states) replicated.insert(s.name);
+  std::vector<pg::QualifiedName> out;
+  for (const auto& text : tables) {
+    auto name = pg::ParseQualifiedName(text);
+    if (!name.ok()) {
+      problems->push_back(name.status().message());
+      continue;
+    }
+    pg::QualifiedName n = *name;
+    if (n.schema.empty()) {
+      std::vector<pg::QualifiedName> matches;
+      for (const auto& r : replicated)
+        if (r.name == n.name) matches.push_back(r);
+      if (matches.size() == 1) {
+        n = matches.front();
+      } else {
+        LORRY_ASSIGN_OR_RETURN(auto info, catalog::LookupTable(provider, n));
+        if (info) n = info->name;
+      }
+    }
+    if (!replicated.count(n)) {
+      problems->push_back(fmt::format("table {} is not replicated by subscription \"{}\"", n.Display(), subscription));
+      continue;
+    }
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+  }
+  return out;
+}
+
+}  // namespace
+
+Status Remove(const Config& config, const std::vector<std::string>& tables, std::ostream& out) {
+  if (tables.empty()) return Status::Usage("name the tables to remove");
+  auto names = SubscriptionNames::For(config.name);
+  LORRY_ASSIGN_OR_RETURN(auto provider, ConnectProvider(config));
+  LORRY_ASSIGN_OR_RETURN(auto subscriber, ConnectSubscriber(config));
+  StateStore store(&subscriber, names.name);
+  LORRY_ASSIGN_OR_RETURN(bool installed, store.IsInstalled());
+  if (!installed) return NotInitialised(names.name);
+  LORRY_ASSIGN_OR_RETURN(auto members, ListPublicationMembers(provider, names));
+  LORRY_ASSIGN_OR_RETURN(auto states, store.ListTables());
+
+  std::vector<std::string> problems;
+  LORRY_ASSIGN_OR_RETURN(auto resolved, ResolveReplicated(provider, tables, members, states, names.name, &problems));
+  if (!problems.empty()) return Refusal("remove", "removed", problems);
+
+  for (const auto& n : resolved) {
+    for (const auto& m : members) {
+      if (!(m.table == n)) continue;
+      const std::string& pub = m.insert_only ? names.insert_only_publication : names.publication;
+      LORRY_RETURN_IF_ERROR(
+          provider.Exec(fmt::format("ALTER PUBLICATION {} DROP TABLE {}", pg::QuoteIdent(pub), n.Quoted())).status());
+    }
+    LORRY_RETURN_IF_ERROR(store.RemoveTable(n));
+    out << fmt::format("removed {} (its rows stay on the subscriber)", n.Display()) << "\n";
+  }
+  return Status::Ok();
+}
+
+}  // namespace lorry::admin
