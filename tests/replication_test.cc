@@ -322,5 +322,52 @@ TEST_F(Replication, RestartResumesFromOrigin) {
   EXPECT_NE(second.all().find("already active"), std::string::npos) << second.all();
 }
 
+TEST_F(Replication, ProviderRestartWhileStreaming) {
+  BothSql("CREATE TABLE pr (id int PRIMARY KEY, v int)");
+  InitAndAdd({"pr"});
+  auto run = StartRun();
+  Wait(run.get());
+  ProviderSql("INSERT INTO pr SELECT g, g FROM generate_series(1, 1000) g");
+  ASSERT_TRUE(provider_cluster()->Restart().ok());
+  ProviderSql("INSERT INTO pr SELECT g, g FROM generate_series(1001, 2000) g");
+  Wait(run.get(), 180);
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM pr"), "2000");
+  ExpectSameContent("pr");
+  EXPECT_TRUE(run->Running()) << run->Log();
+}
+
+// A change that cannot be applied stops applying with a message naming the
+// table and column; after the fix on the subscriber, lorry goes on by itself
+// from where it stopped, losing nothing.
+TEST_F(Replication, ApplyErrorNamesTheColumnAndResumesAfterTheFix) {
+  BothSql("CREATE TABLE evolving (id int PRIMARY KEY, v text)");
+  InitAndAdd({"evolving"});
+  auto run = StartRun();
+  Wait(run.get());
+  ProviderSql("ALTER TABLE evolving ADD COLUMN extra int");
+  ProviderSql("INSERT INTO evolving VALUES (1, 'a', 42)");
+  ASSERT_TRUE(Eventually([&] { return run->Log().find("column \"extra\" of table public.evolving is missing") !=
+                                      std::string::npos; }, 60))
+      << run->Log();
+  auto status = RunLorry(Args({"status"}));
+  EXPECT_NE(status.all().find("extra"), std::string::npos) << status.all();
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM evolving"), "0");
+  SubscriberSql("ALTER TABLE evolving ADD COLUMN extra int");
+  Wait(run.get(), 120);
+  ExpectSameContent("evolving");
+  EXPECT_TRUE(run->Running()) << run->Log();
+}
+
+TEST_F(Replication, RunWithRefusedPasswordFailsFastWithoutShowingIt) {
+  ProviderSql("CREATE ROLE carol LOGIN REPLICATION PASSWORD 'right-secret'");
+  BothSql("CREATE TABLE w (id int PRIMARY KEY)");
+  InitAndAdd({"w"});
+  std::string bad = provider_cluster()->Conninfo(dbname_, "carol") + " password=wrong-secret";
+  auto r = RunLorry({"run", "--provider", bad, "--subscriber", Subscriber()}, 60);
+  EXPECT_EQ(r.exit_code, 3) << r.all();
+  EXPECT_NE(r.all().find("password authentication failed"), std::string::npos) << r.all();
+  EXPECT_EQ(r.all().find("wrong-secret"), std::string::npos) << r.all();
+}
+
 }  // namespace
 }  // namespace lorry::test

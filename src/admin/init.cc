@@ -251,9 +251,8 @@ Status Init(const Config& config, const InitOptions& /*options*/, std::ostream& 
   auto provider = ConnectProvider(config);
   auto subscriber = ConnectSubscriber(config);
   // Both sides are tried so that one run names every unreachable server.
-  if (!provider.ok() && !subscriber.ok() && provider.status().kind() == Status::Kind::kConnection &&
-      subscriber.status().kind() == Status::Kind::kConnection)
-    return Status::Connection(provider.status().message() + "\n" + subscriber.status().message());
+  if (!provider.ok() && !subscriber.ok())
+    return provider.status().WithMessage(provider.status().message() + "\n" + subscriber.status().message());
   if (!provider.ok()) return provider.status();
   if (!subscriber.ok()) return subscriber.status();
 

@@ -10,7 +10,7 @@ using protocol::TupleColumn;
 using protocol::TupleData;
 
 Applier::Applier(pg::PgConn* conn, std::string origin, TableFilter filter, int statement_cache_size)
-    : conn_(conn), origin_(std::move(origin)), filter_(std::move(filter)), statement_cache_size_(statement_cache_size) {}
+    : conn_(conn), pipeline_(conn), origin_(std::move(origin)), filter_(std::move(filter)), statement_cache_size_(statement_cache_size) {}
 
 Status Applier::Setup() {
   LORRY_RETURN_IF_ERROR(
@@ -60,7 +60,7 @@ Status Applier::OnBegin(const protocol::BeginMsg& m) {
 
 Status Applier::EnsureSubscriberTransaction() {
   if (in_local_xact_) return Status::Ok();
-  LORRY_RETURN_IF_ERROR(conn_->Exec("BEGIN").status());
+  LORRY_RETURN_IF_ERROR(pipeline_.SendQuery("BEGIN", "BEGIN"));
   in_local_xact_ = true;
   return Status::Ok();
 }
@@ -73,15 +73,19 @@ Status Applier::OnCommit(const protocol::CommitMsg& m) {
   if (in_local_xact_) {
     // The origin's progress commits atomically with the data: after a crash
     // lorry resumes right after this transaction, never before or past it.
-    std::string sql = fmt::format(
+    std::string context = fmt::format("commit of provider transaction ending at {}", m.end_lsn.ToString());
+    std::string setup = fmt::format(
         "SELECT pg_replication_origin_xact_setup('{}', timestamptz '2000-01-01 00:00:00+00' + "
-        "make_interval(secs => {:.6f})); COMMIT",
+        "make_interval(secs => {:.6f}))",
         m.end_lsn.ToString(), static_cast<double>(m.commit_time) / 1e6);
-    auto r = conn_->Exec(sql);
+    Status s = pipeline_.SendQuery(setup, context);
+    if (s.ok()) s = pipeline_.SendQuery("COMMIT", context);
+    if (s.ok()) s = pipeline_.Sync();
     in_local_xact_ = false;
-    if (!r.ok()) {
+    if (!s.ok()) {
+      (void)pipeline_.Sync();
       (void)conn_->Exec("ROLLBACK");
-      return r.status().WithContext(fmt::format("commit of provider transaction ending at {}", m.end_lsn.ToString()));
+      return s;
     }
     stats_.xacts++;
     stats_.changes += xact_changes_;
@@ -93,6 +97,7 @@ Status Applier::OnCommit(const protocol::CommitMsg& m) {
 }
 
 void Applier::Rollback() {
+  (void)pipeline_.Sync();
   if (in_local_xact_) (void)conn_->Exec("ROLLBACK");
   in_local_xact_ = false;
   in_remote_xact_ = false;
@@ -109,6 +114,8 @@ Status Applier::OnRelation(const protocol::RelationMsg& m) {
 
 Status Applier::EnsureLocal(Relation* rel) {
   if (rel->local) return Status::Ok();
+  // Catalog queries cannot run in pipeline mode: read what is queued first.
+  LORRY_RETURN_IF_ERROR(pipeline_.Sync());
   pg::QualifiedName name{rel->remote.nspname, rel->remote.relname};
   LORRY_ASSIGN_OR_RETURN(auto info, catalog::LookupTable(*conn_, name));
   if (!info)
@@ -140,23 +147,33 @@ Result<Applier::Relation*> Applier::Target(Oid relid, const char* op) {
 }
 
 Status Applier::Execute(const std::string& cache_key, const std::function<std::string()>& build,
-                        const std::vector<pg::Param>& params, int64_t* rows) {
+                        const std::vector<pg::Param>& params, std::string context, pg::Pipeline::OnResult on_result) {
   auto it = statements_.find(cache_key);
   if (it == statements_.end()) {
     if (static_cast<int>(statements_.size()) >= statement_cache_size_) {
-      LORRY_RETURN_IF_ERROR(conn_->Exec("DEALLOCATE ALL").status());
+      LORRY_RETURN_IF_ERROR(pipeline_.SendQuery("DEALLOCATE ALL", "DEALLOCATE ALL"));
       statements_.clear();
     }
     std::string name = fmt::format("lorry_{}", next_statement_++);
     std::string sql = build();
     SPDLOG_DEBUG("prepare {}: {}", name, sql);
-    LORRY_RETURN_IF_ERROR(conn_->Prepare(name, sql, static_cast<int>(params.size())));
+    LORRY_RETURN_IF_ERROR(pipeline_.SendPrepare(name, sql, static_cast<int>(params.size()), context));
     it = statements_.emplace(cache_key, name).first;
   }
-  LORRY_ASSIGN_OR_RETURN(auto r, conn_->ExecPrepared(it->second, params));
-  if (rows) *rows = r.AffectedRows();
+  LORRY_RETURN_IF_ERROR(pipeline_.SendPrepared(it->second, params, std::move(context), std::move(on_result)));
   xact_changes_++;
+  if (pipeline_.pending() >= kMaxPipelined) return pipeline_.Sync();
   return Status::Ok();
+}
+
+pg::Pipeline::OnResult Applier::MissingRowCheck(const char* op, const Relation& rel, const std::string& key_shown) {
+  return [this, op, table = pg::QualifiedName{rel.remote.nspname, rel.remote.relname}.Display(), key = key_shown,
+          lsn = xact_final_lsn_](const pg::PgResult& r) {
+    if (r.AffectedRows() != 0) return;
+    stats_.missing_rows++;
+    spdlog::warn("conflict={}_missing table={} key=({}) lsn={}: the row is not on the subscriber; change skipped",
+                 op, table, key, lsn.ToString());
+  };
 }
 
 std::string Applier::Where(const Relation& rel, const char* op, const std::string& key_shown) const {
@@ -183,8 +200,7 @@ Status Applier::OnInsert(const protocol::InsertMsg& m) {
     shape += std::to_string(i) + ",";
   }
   pg::QualifiedName table{rel->remote.nspname, rel->remote.relname};
-  Status s = Execute(shape, [&] { return BuildInsert(table, names); }, params, nullptr);
-  return s.WithContext(Where(*rel, "INSERT", ""));
+  return Execute(shape, [&] { return BuildInsert(table, names); }, params, Where(*rel, "INSERT", ""), nullptr);
 }
 
 Status Applier::KeyFrom(const Relation& rel, const TupleData& tuple, std::vector<KeyColumn>* key,
@@ -242,17 +258,8 @@ Status Applier::OnUpdate(const protocol::UpdateMsg& m) {
   LORRY_RETURN_IF_ERROR(KeyFrom(*rel, key_tuple, &key, &params, &shape, &shown).WithContext(Where(*rel, "UPDATE", "")));
   if (set.empty()) return Status::Ok();  // only unchanged TOAST values: nothing to write
   pg::QualifiedName table{rel->remote.nspname, rel->remote.relname};
-  int64_t rows = 0;
-  LORRY_RETURN_IF_ERROR(
-      Execute(shape, [&] { return BuildUpdate(table, set, key, one_row); }, params, &rows)
-          .WithContext(Where(*rel, "UPDATE", shown)));
-  if (rows == 0) {
-    stats_.missing_rows++;
-    spdlog::warn("conflict=update_missing table={} key=({}) lsn={}: the row to update is not on the subscriber; "
-                 "change skipped",
-                 table.Display(), shown, xact_final_lsn_.ToString());
-  }
-  return Status::Ok();
+  return Execute(shape, [&] { return BuildUpdate(table, set, key, one_row); }, params,
+                 Where(*rel, "UPDATE", shown), MissingRowCheck("update", *rel, shown));
 }
 
 Status Applier::OnDelete(const protocol::DeleteMsg& m) {
@@ -264,16 +271,8 @@ Status Applier::OnDelete(const protocol::DeleteMsg& m) {
   std::string shape = fmt::format("D{}.{}:", m.relid, rel->generation), shown;
   LORRY_RETURN_IF_ERROR(KeyFrom(*rel, m.old_tuple, &key, &params, &shape, &shown).WithContext(Where(*rel, "DELETE", "")));
   pg::QualifiedName table{rel->remote.nspname, rel->remote.relname};
-  int64_t rows = 0;
-  LORRY_RETURN_IF_ERROR(Execute(shape, [&] { return BuildDelete(table, key, one_row); }, params, &rows)
-                            .WithContext(Where(*rel, "DELETE", shown)));
-  if (rows == 0) {
-    stats_.missing_rows++;
-    spdlog::warn("conflict=delete_missing table={} key=({}) lsn={}: the row to delete is not on the subscriber; "
-                 "change skipped",
-                 table.Display(), shown, xact_final_lsn_.ToString());
-  }
-  return Status::Ok();
+  return Execute(shape, [&] { return BuildDelete(table, key, one_row); }, params, Where(*rel, "DELETE", shown),
+                 MissingRowCheck("delete", *rel, shown));
 }
 
 Status Applier::OnTruncate(const protocol::TruncateMsg& m) {
@@ -283,11 +282,9 @@ Status Applier::OnTruncate(const protocol::TruncateMsg& m) {
     if (rel) tables.push_back({rel->remote.nspname, rel->remote.relname});
   }
   if (tables.empty()) return Status::Ok();
-  std::string sql = BuildTruncate(tables, m.restart_identity(), m.cascade());
-  auto r = conn_->Exec(sql);
-  if (!r.ok()) return r.status().WithContext(fmt::format("apply TRUNCATE lsn={}", xact_final_lsn_.ToString()));
   xact_changes_++;
-  return Status::Ok();
+  return pipeline_.SendQuery(BuildTruncate(tables, m.restart_identity(), m.cascade()),
+                             fmt::format("apply TRUNCATE lsn={}", xact_final_lsn_.ToString()));
 }
 
 }  // namespace lorry::apply

@@ -9,6 +9,8 @@
 //    (its end LSN) are durable on the subscriber: synchronous_commit is on
 //    for this session, so the end LSN may be reported to the provider as
 //    flushed.
+//  - Statements are pipelined: results are read in batches and at commit,
+//    never one round trip per row.
 //  - Statements are prepared once per (table, operation, columns sent, NULL
 //    pattern of the key), never built per row with values inlined.
 #pragma once
@@ -24,6 +26,7 @@
 #include "common/lsn.h"
 #include "common/status.h"
 #include "pg/connection.h"
+#include "pg/pipeline.h"
 #include "pg/quote.h"
 #include "protocol/pgoutput.h"
 
@@ -81,15 +84,22 @@ class Applier {
   Result<Relation*> Target(Oid relid, const char* op);
   Status EnsureLocal(Relation* rel);
   Status EnsureSubscriberTransaction();
-  // Prepares (once) and runs the statement; *rows gets the affected row count.
+  // Prepares (once) and queues the statement in the pipeline; `on_result`
+  // sees its result when the pipeline is next synced.
   Status Execute(const std::string& cache_key, const std::function<std::string()>& build,
-                 const std::vector<pg::Param>& params, int64_t* rows);
+                 const std::vector<pg::Param>& params, std::string context, pg::Pipeline::OnResult on_result);
+  // Warns (and counts) when an UPDATE or DELETE found no row.
+  pg::Pipeline::OnResult MissingRowCheck(const char* op, const Relation& rel, const std::string& key_shown);
   // WHERE columns and values from an old (or new) tuple.
   Status KeyFrom(const Relation& rel, const protocol::TupleData& tuple, std::vector<KeyColumn>* key,
                  std::vector<pg::Param>* params, std::string* shape, std::string* shown) const;
   std::string Where(const Relation& rel, const char* op, const std::string& key_shown) const;
 
+  // Results are read at most this many statements apart (and at commit).
+  static constexpr size_t kMaxPipelined = 512;
+
   pg::PgConn* conn_;
+  pg::Pipeline pipeline_;
   std::string origin_;
   TableFilter filter_;
   int statement_cache_size_;

@@ -13,6 +13,7 @@ int Status::ExitCode() const {
     case Kind::kPrecondition:
       return 2;
     case Kind::kConnection:
+    case Kind::kAuth:
     case Kind::kServer:
     case Kind::kProtocol:
       return 3;

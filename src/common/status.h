@@ -22,6 +22,7 @@ class Status {
     kPrecondition,  // a server or object is not as lorry needs it (exit 2)
     kNotTrue,       // the thing checked is not true, e.g. compare differs (exit 1)
     kConnection,    // cannot reach or lost a server (exit 3, retryable)
+    kAuth,          // the server refused the credentials or the database (exit 3, not retryable)
     kServer,        // a server reported an error (exit 3)
     kProtocol,      // malformed replication data (exit 3)
     kTimeout,       // a wait ran out of time (exit 1)
@@ -35,6 +36,7 @@ class Status {
   static Status Precondition(std::string m) { return Status(Kind::kPrecondition, std::move(m)); }
   static Status NotTrue(std::string m) { return Status(Kind::kNotTrue, std::move(m)); }
   static Status Connection(std::string m) { return Status(Kind::kConnection, std::move(m)); }
+  static Status Auth(std::string m) { return Status(Kind::kAuth, std::move(m)); }
   static Status Server(std::string m) { return Status(Kind::kServer, std::move(m)); }
   static Status Protocol(std::string m) { return Status(Kind::kProtocol, std::move(m)); }
   static Status Timeout(std::string m) { return Status(Kind::kTimeout, std::move(m)); }
@@ -55,6 +57,9 @@ class Status {
 
   // Returns a copy whose message is "<context>: <message>". Ok stays ok.
   Status WithContext(const std::string& context) const;
+
+  // The same kind with another message. Ok stays ok.
+  Status WithMessage(std::string message) const { return ok() ? *this : Status(kind_, std::move(message)); }
 
   std::string ToString() const;
 

@@ -55,6 +55,7 @@ class Session {
 
   bool restart_requested() const { return restart_; }
   bool made_progress() const { return made_progress_; }
+  bool apply_failed() const { return apply_failed_; }
 
  private:
   pg::ConnectOptions SubscriberOptions(const char* app) const {
@@ -281,7 +282,12 @@ class Session {
           LORRY_ASSIGN_OR_RETURN(auto msg, decoder.Decode(x->data));
           Status s = applier_->Handle(msg);
           if (!s.ok()) {
+            // A change that cannot be applied (a missing column, a
+            // constraint) stops applying but not the daemon: the cause can
+            // be fixed on the subscriber, and the retry goes on from the
+            // origin without losing anything.
             applier_->Rollback();
+            apply_failed_ = true;
             return s;
           }
           if (std::holds_alternative<protocol::CommitMsg>(msg)) made_progress_ = true;
@@ -323,6 +329,7 @@ class Session {
   Clock::time_point last_tick_;
   bool restart_ = false;
   bool made_progress_ = false;
+  bool apply_failed_ = false;
 };
 
 bool Retryable(const Status& s) {
@@ -350,7 +357,7 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
       continue;
     }
     if (s.ok()) continue;
-    if (!Retryable(s)) {
+    if (!Retryable(s) && !session.apply_failed()) {
       spdlog::error("sub={} stopping: {}", config.name, s.message());
       return s;
     }

@@ -103,12 +103,22 @@ Result<PgConn> PgConn::Connect(const std::string& conninfo, const ConnectOptions
     std::string msg = TrimMessage(PQerrorMessage(conn));
     PQfinish(conn);
     std::string hint;
-    if (msg.find("password authentication failed") != std::string::npos)
+    // Refused credentials or a missing database do not fix themselves:
+    // retrying would only hide the cause.
+    bool refused = false;
+    if (msg.find("password authentication failed") != std::string::npos) {
       hint = "; check the password in the connection string, PGPASSWORD or ~/.pgpass";
-    else if (msg.find("Connection refused") != std::string::npos)
+      refused = true;
+    } else if (msg.find("no pg_hba.conf entry") != std::string::npos ||
+               msg.find("authentication failed") != std::string::npos ||
+               (msg.find("FATAL") != std::string::npos && msg.find("does not exist") != std::string::npos)) {
+      refused = true;
+    } else if (msg.find("Connection refused") != std::string::npos) {
       hint = "; is the server running and accepting TCP connections on that host and port?";
-    return Status::Connection(
-        fmt::format("cannot connect to {} ({}): {}{}", options.role, RedactConninfo(conninfo), msg, hint));
+    }
+    std::string text =
+        fmt::format("cannot connect to {} ({}): {}{}", options.role, RedactConninfo(conninfo), msg, hint);
+    return refused ? Status::Auth(text) : Status::Connection(text);
   }
   PgConn c;
   c.conn_ = conn;

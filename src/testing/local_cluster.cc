@@ -162,6 +162,7 @@ Status WithSuffix(const Status& s, const std::string& suffix) {
     case Status::Kind::kPrecondition: return Status::Precondition(m);
     case Status::Kind::kNotTrue: return Status::NotTrue(m);
     case Status::Kind::kConnection: return Status::Connection(m);
+    case Status::Kind::kAuth: return Status::Auth(m);
     case Status::Kind::kServer: return Status::Server(m);
     case Status::Kind::kProtocol: return Status::Protocol(m);
     case Status::Kind::kTimeout: return Status::Timeout(m);
