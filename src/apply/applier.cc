@@ -141,7 +141,7 @@ Result<Applier::Relation*> Applier::Target(Oid relid, const char* op) {
     return Status::Protocol(fmt::format("{} for relation OID {} before its RELATION message", op, relid));
   Relation* rel = &it->second;
   if (!filter_({rel->remote.nspname, rel->remote.relname}, xact_final_lsn_)) return static_cast<Relation*>(nullptr);
-  LORRY_RETURN_IF_ERROR(EnsureLocal(rel));
+  LORRY_RETURN_IF_ERROR(EnsureLocal(rel).WithContext(Where(*rel, op, "")));
   LORRY_RETURN_IF_ERROR(EnsureSubscriberTransaction());
   return rel;
 }
