@@ -69,6 +69,8 @@ class Session {
     if (!installed)
       return Status::Precondition(fmt::format(
           "subscription \"{}\" is not initialised on {}: run `lorry init` first", config_.name, control_.label()));
+    // Brings the lorry schema up to this binary's version (idempotent).
+    LORRY_RETURN_IF_ERROR(state_->Install());
     LORRY_ASSIGN_OR_RETURN(auto locked, control_.QueryValue("SELECT pg_try_advisory_lock($1, hashtext($2))",
                                                             {std::to_string(kRunLockClass), config_.name}));
     if (!locked || *locked != "t") {

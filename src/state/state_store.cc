@@ -54,6 +54,29 @@ CREATE TABLE IF NOT EXISTS lorry.tables (
 );
 )sql";
 
+// Version 2: copy progress and indexes deferred during a table's copy.
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS copy_started_at timestamptz;
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS copy_finished_at timestamptz;
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS bytes_estimate bigint;
+-- An index or constraint dropped before a table's copy and not yet rebuilt.
+-- The row is deleted in the same transaction that rebuilds it, so a crash at
+-- any moment leaves every dropped index either here or back on its table.
+CREATE TABLE IF NOT EXISTS lorry.deferred_indexes (
+  subscription      text NOT NULL REFERENCES lorry.subscriptions(name) ON DELETE CASCADE,
+  nspname           text NOT NULL,
+  relname           text NOT NULL,
+  index_name        text NOT NULL,
+  constraint_name   text,          -- set for PRIMARY KEY / UNIQUE / EXCLUDE constraints
+  definition        text NOT NULL, -- CREATE INDEX ... or ALTER TABLE ... ADD CONSTRAINT ...
+  deferred_at       timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (subscription, nspname, relname, index_name)
+);
+)sql";
+
+// Migrations in order; migration i brings the schema to version i + 1.
+constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2};
+
 std::optional<Lsn> LsnOrNull(const pg::PgResult& r, int row, int col) {
   if (r.IsNull(row, col)) return std::nullopt;
   return Lsn::Parse(r.Get(row, col));
@@ -93,14 +116,15 @@ Status StateStore::Install() {
     LORRY_RETURN_IF_ERROR(conn_->Exec("SELECT pg_advisory_xact_lock(67447, 1)").status());
     LORRY_RETURN_IF_ERROR(conn_->Exec(kSchemaV1).status());
     LORRY_ASSIGN_OR_RETURN(auto v, conn_->QueryValue("SELECT max(version) FROM lorry.schema_version"));
-    if (!v) {
-      LORRY_RETURN_IF_ERROR(
-          conn_->Exec(fmt::format("INSERT INTO lorry.schema_version VALUES ({})", kSchemaVersion)).status());
-    } else if (std::stoi(*v) > kSchemaVersion) {
+    int version = v ? std::stoi(*v) : 1;
+    if (version > kSchemaVersion)
       return Status::Precondition(fmt::format(
           "the lorry schema on the subscriber is version {}, newer than this lorry understands ({}); upgrade lorry",
-          *v, kSchemaVersion));
-    }
+          version, kSchemaVersion));
+    for (int i = version; i < kSchemaVersion; ++i) LORRY_RETURN_IF_ERROR(conn_->Exec(kMigrations[i]).status());
+    LORRY_RETURN_IF_ERROR(conn_->Exec("DELETE FROM lorry.schema_version").status());
+    LORRY_RETURN_IF_ERROR(
+        conn_->Exec(fmt::format("INSERT INTO lorry.schema_version VALUES ({})", kSchemaVersion)).status());
     return conn_
         ->ExecParams("INSERT INTO lorry.subscriptions (name, slot_name, publication, insert_only_publication, origin) "
                      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
