@@ -32,6 +32,7 @@ struct IntRange {
   int64_t max;
 };
 constexpr IntRange kJobs{"copy.jobs", 1, 64};
+constexpr IntRange kIndexJobs{"copy.index_jobs", 1, 64};
 constexpr IntRange kGroupMaxChanges{"apply.group_max_changes", 1, INT_MAX};
 constexpr IntRange kGroupMaxDelayMs{"apply.group_max_delay_ms", 0, 60000};
 constexpr IntRange kStatementCacheSize{"apply.statement_cache_size", 1, 1000000};
@@ -134,8 +135,17 @@ class Parser {
     for (auto&& [k, v] : *node.as_table()) {
       if (k.str() == "jobs") {
         LORRY_ASSIGN_OR_RETURN(copy->jobs, ReadInt(v, kJobs));
+      } else if (k.str() == "index_jobs") {
+        LORRY_ASSIGN_OR_RETURN(copy->index_jobs, ReadInt(v, kIndexJobs));
+      } else if (k.str() == "split_tables_larger_than") {
+        LORRY_ASSIGN_OR_RETURN(copy->split_tables_larger_than, ReadSize(v, "copy.split_tables_larger_than"));
+      } else if (k.str() == "maintenance_work_mem") {
+        if (!v.is_string() || !ParseByteSize(v.as_string()->get()))
+          return TypeError("copy.maintenance_work_mem", "a memory size such as \"256MB\"", v);
+        copy->maintenance_work_mem = v.as_string()->get();
       } else {
-        return Unknown(k.str(), "copy", k.source(), v, "jobs");
+        return Unknown(k.str(), "copy", k.source(), v,
+                       "jobs, index_jobs, split_tables_larger_than, maintenance_work_mem");
       }
     }
     return Status::Ok();
@@ -161,6 +171,15 @@ class Parser {
   Result<std::string> ReadString(const toml::node& node, std::string_view key) {
     if (!node.is_string()) return TypeError(key, "a string", node);
     return node.as_string()->get();
+  }
+
+  // A size: an integer number of bytes or a string such as "512MB".
+  Result<int64_t> ReadSize(const toml::node& node, std::string_view key) {
+    std::optional<int64_t> size;
+    if (node.is_integer()) size = node.as_integer()->get();
+    if (node.is_string()) size = ParseByteSize(node.as_string()->get());
+    if (!size || *size < 1) return TypeError(key, "a size in bytes or such as \"512MB\"", node);
+    return *size;
   }
 
   Result<int> ReadInt(const toml::node& node, const IntRange& r) {
@@ -233,12 +252,42 @@ Status ValidateConfig(const Config& c) {
   LORRY_RETURN_IF_ERROR(CheckName(c.name));
   LORRY_RETURN_IF_ERROR(CheckLogLevel(c.log_level));
   LORRY_RETURN_IF_ERROR(CheckInt(kJobs, c.copy.jobs));
+  LORRY_RETURN_IF_ERROR(CheckInt(kIndexJobs, c.copy.index_jobs));
+  if (c.copy.split_tables_larger_than < 1)
+    return Status::Usage("copy.split_tables_larger_than: expected a size of at least 1 byte");
+  if (!ParseByteSize(c.copy.maintenance_work_mem))
+    return Status::Usage(fmt::format("copy.maintenance_work_mem: expected a memory size such as \"256MB\", got {}",
+                                     DescribeString(c.copy.maintenance_work_mem)));
   LORRY_RETURN_IF_ERROR(CheckInt(kGroupMaxChanges, c.apply.group_max_changes));
   LORRY_RETURN_IF_ERROR(CheckInt(kGroupMaxDelayMs, c.apply.group_max_delay_ms));
   LORRY_RETURN_IF_ERROR(CheckInt(kStatementCacheSize, c.apply.statement_cache_size));
   LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.provider, "provider"));
   LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.subscriber, "subscriber"));
   return Status::Ok();
+}
+
+std::optional<int64_t> ParseByteSize(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size() && text[i] == ' ') ++i;
+  size_t digits = i;
+  int64_t value = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    if (value > (INT64_MAX - 9) / 10) return std::nullopt;
+    value = value * 10 + (text[i++] - '0');
+  }
+  if (i == digits) return std::nullopt;
+  while (i < text.size() && text[i] == ' ') ++i;
+  std::string_view unit = text.substr(i);
+  while (!unit.empty() && unit.back() == ' ') unit.remove_suffix(1);
+  int shift = 0;
+  if (unit.empty() || unit == "B") shift = 0;
+  else if (unit == "kB") shift = 10;
+  else if (unit == "MB") shift = 20;
+  else if (unit == "GB") shift = 30;
+  else if (unit == "TB") shift = 40;
+  else return std::nullopt;
+  if (value > (INT64_MAX >> shift)) return std::nullopt;
+  return value << shift;
 }
 
 std::string ResolveConfigPath(const std::string& flag_value) {

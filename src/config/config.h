@@ -22,6 +22,8 @@
 //   statement_cache_size = 1000
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,6 +33,11 @@ namespace lorry {
 
 struct CopyConfig {  // [copy]
   int jobs = 4;      // parallel table copies: 1..64
+  int index_jobs = 2;  // parallel rebuilds of indexes deferred during copies: 1..64
+  // Tables larger than this (bytes on the provider) are copied in parallel
+  // ranges (by ctid, PostgreSQL 14+). Written as bytes or "512MB", "2GB".
+  int64_t split_tables_larger_than = 512LL << 20;
+  std::string maintenance_work_mem = "256MB";  // for index rebuilds; a PostgreSQL memory setting
 };
 
 struct ApplyConfig {                  // [apply]
@@ -62,5 +69,9 @@ Status ValidateConfig(const Config& config);
 // The config path to use: the flag if given, else $LORRY_CONFIG if set and
 // not empty, else "./lorry.toml".
 std::string ResolveConfigPath(const std::string& flag_value);
+
+// Parses "512MB", "2 GB", "64kB" or a plain number of bytes (PostgreSQL's units:
+// kB, MB, GB, TB, powers of 1024). nullopt when malformed or too large.
+std::optional<int64_t> ParseByteSize(std::string_view text);
 
 }  // namespace lorry

@@ -332,3 +332,46 @@ TEST_F(ResolveConfigPathTest, ThenDefault) {
 
 }  // namespace
 }  // namespace lorry
+
+namespace lorry {
+namespace {
+
+TEST(ConfigCopySection, SizesAndIndexJobs) {
+  auto c = ParseConfig("[copy]\njobs = 8\nindex_jobs = 3\nsplit_tables_larger_than = \"2GB\"\n"
+                       "maintenance_work_mem = \"1GB\"\n",
+                       "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->copy.index_jobs, 3);
+  EXPECT_EQ(c->copy.split_tables_larger_than, 2LL << 30);
+  EXPECT_EQ(c->copy.maintenance_work_mem, "1GB");
+  auto bytes = ParseConfig("[copy]\nsplit_tables_larger_than = 1000\n", "t.toml");
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_EQ(bytes->copy.split_tables_larger_than, 1000);
+}
+
+TEST(ConfigCopySection, BadSizesNameTheKey) {
+  auto c = ParseConfig("[copy]\nsplit_tables_larger_than = \"lots\"\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("copy.split_tables_larger_than"), std::string::npos) << c.status().message();
+  auto m = ParseConfig("[copy]\nmaintenance_work_mem = \"256 apples\"\n", "t.toml");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("copy.maintenance_work_mem"), std::string::npos);
+  auto j = ParseConfig("[copy]\nindex_jobs = 0\n", "t.toml");
+  ASSERT_FALSE(j.ok());
+  EXPECT_NE(j.status().message().find("copy.index_jobs"), std::string::npos);
+}
+
+TEST(ParseByteSize, Units) {
+  EXPECT_EQ(ParseByteSize("512MB"), 512LL << 20);
+  EXPECT_EQ(ParseByteSize("64kB"), 64LL << 10);
+  EXPECT_EQ(ParseByteSize(" 3 GB "), 3LL << 30);
+  EXPECT_EQ(ParseByteSize("1TB"), 1LL << 40);
+  EXPECT_EQ(ParseByteSize("1234"), 1234);
+  EXPECT_FALSE(ParseByteSize("MB"));
+  EXPECT_FALSE(ParseByteSize("12mb"));
+  EXPECT_FALSE(ParseByteSize("99999999999999999999"));
+  EXPECT_FALSE(ParseByteSize("9000000TB"));
+}
+
+}  // namespace
+}  // namespace lorry

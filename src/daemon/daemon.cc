@@ -17,6 +17,7 @@
 #include "protocol/walsender.h"
 #include "state/names.h"
 #include "state/state_store.h"
+#include "sync/deferred_indexes.h"
 #include "sync/table_copy.h"
 
 namespace lorry::daemon {
@@ -84,13 +85,8 @@ class Session {
     LORRY_ASSIGN_OR_RETURN(sub_, state_->LoadSubscription());
     stats_->xacts = std::max(stats_->xacts, sub_.xacts_applied);
     stats_->changes = std::max(stats_->changes, sub_.changes_applied);
-    // A copy that was running when lorry stopped rolled back: start it over.
-    LORRY_RETURN_IF_ERROR(control_
-                              .ExecParams("UPDATE lorry.tables SET state = 'pending', error = NULL, "
-                                          "state_changed_at = now() WHERE subscription = $1 AND "
-                                          "state IN ('copying', 'error')",
-                                          {config_.name})
-                              .status());
+    // A copy that was running when lorry stopped: start it over.
+    LORRY_RETURN_IF_ERROR(sync::ResetInterruptedCopies(control_, config_.name));
     return Status::Ok();
   }
 
@@ -112,15 +108,39 @@ class Session {
   Status CopyPending(const std::vector<TableState>& pending, const std::string& snapshot, Lsn sync_lsn,
                      TableStateKind done_state) {
     std::vector<sync::CopyTask> tasks;
-    for (const auto& t : pending) {
-      LORRY_RETURN_IF_ERROR(state_->SetState(t.name, TableStateKind::kCopying));
-      tasks.push_back({t.name, t.rows_estimate.value_or(0), nullptr});
-    }
-    sync::CopyPlan plan{config_.provider, config_.subscriber, config_.name, snapshot, sync_lsn, done_state,
-                        options_.jobs > 0 ? options_.jobs : config_.copy.jobs};
-    spdlog::info("sub={} copying tables={} jobs={} snapshot_lsn={}", config_.name, tasks.size(), plan.jobs,
-                 sync_lsn.ToString());
-    return sync::CopyTables(plan, std::move(tasks), stop_);
+    for (const auto& t : pending) tasks.push_back({t.name});
+    sync::CopyPlan plan = CopyPlanFor(snapshot, sync_lsn, done_state);
+    spdlog::info("sub={} copying tables={} jobs={} index_jobs={} snapshot_lsn={}", config_.name, tasks.size(),
+                 plan.jobs, plan.index_jobs, sync_lsn.ToString());
+    auto started = Clock::now();
+    LORRY_RETURN_IF_ERROR(sync::CopyTables(plan, tasks, stop_));
+    spdlog::info("sub={} copy done tables={} seconds={:.2f}", config_.name, tasks.size(),
+                 std::chrono::duration<double>(Clock::now() - started).count());
+    return Status::Ok();
+  }
+
+  sync::CopyPlan CopyPlanFor(const std::string& snapshot, Lsn sync_lsn, TableStateKind done_state) const {
+    sync::CopyPlan plan;
+    plan.provider_conninfo = config_.provider;
+    plan.subscriber_conninfo = config_.subscriber;
+    plan.subscription = config_.name;
+    plan.snapshot = snapshot;
+    plan.sync_lsn = sync_lsn;
+    plan.done_state = done_state;
+    plan.jobs = options_.jobs > 0 ? options_.jobs : config_.copy.jobs;
+    plan.index_jobs = config_.copy.index_jobs;
+    plan.split_tables_larger_than = config_.copy.split_tables_larger_than;
+    plan.maintenance_work_mem = config_.copy.maintenance_work_mem;
+    return plan;
+  }
+
+  // Indexes deferred by a copy that a crash interrupted before their rebuild.
+  Status RebuildLeftoverIndexes() {
+    LORRY_ASSIGN_OR_RETURN(int64_t left, sync::CountDeferredIndexes(control_, config_.name));
+    if (left == 0) return Status::Ok();
+    spdlog::info("sub={} rebuilding {} indexes deferred by an interrupted copy", config_.name, left);
+    return sync::RebuildDeferredIndexes(config_.subscriber, config_.name, std::nullopt, config_.copy.index_jobs,
+                                        config_.copy.maintenance_work_mem, stop_);
   }
 
   Status PrepareSlotAndCopies() {
@@ -171,7 +191,7 @@ class Session {
       if (!pending.empty())
         LORRY_RETURN_IF_ERROR(
             CopyPending(pending, created.snapshot, created.consistent_point, TableStateKind::kReady));
-      return Status::Ok();
+      return RebuildLeftoverIndexes();
     }
     if (!pending.empty()) {
       // Tables added after the slot was created: each needs a snapshot of
@@ -183,7 +203,7 @@ class Session {
       LORRY_RETURN_IF_ERROR(
           CopyPending(pending, created.snapshot, created.consistent_point, TableStateKind::kCatchingUp));
     }
-    return Status::Ok();
+    return RebuildLeftoverIndexes();
   }
 
   Status LoadFilter() {

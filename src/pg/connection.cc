@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "common/log.h"
+
 #include "pg/conninfo.h"
 
 namespace lorry::pg {
@@ -120,6 +122,10 @@ Result<PgConn> PgConn::Connect(const std::string& conninfo, const ConnectOptions
         fmt::format("cannot connect to {} ({}): {}{}", options.role, RedactConninfo(conninfo), msg, hint);
     return refused ? Status::Auth(text) : Status::Connection(text);
   }
+  // Server NOTICEs ("truncate cascades to ...") are not for the user's
+  // terminal; keep them for debugging.
+  PQsetNoticeProcessor(
+      conn, [](void*, const char* message) { SPDLOG_DEBUG("server notice: {}", TrimMessage(message)); }, nullptr);
   PgConn c;
   c.conn_ = conn;
   c.label_ = MakeLabel(conn, options.role);

@@ -1,19 +1,48 @@
 #include "sync/table_copy.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "sync/deferred_indexes.h"
 
 namespace lorry::sync {
 
 namespace {
 
-// Columns copied: the provider's non-generated columns (all must exist on the
-// subscriber; `lorry add` checked, and the applier checks again).
+using Clock = std::chrono::steady_clock;
+constexpr int kMaxRanges = 64;
+constexpr Oid kFirstNormalObjectId = 16384;
+
+// What is known about one table while it is copied.
+struct TableCopy {
+  pg::QualifiedName table;
+  std::string columns;        // quoted column list
+  bool binary = false;        // identical built-in types on both sides
+  bool freeze = false;        // one range, no foreign keys point at it: TRUNCATE + COPY FREEZE
+  int64_t size_bytes = 0;
+  int64_t rows_estimate = -1;
+  std::vector<BlockRange> ranges;  // empty: the whole table in one COPY
+  std::atomic<int> ranges_left{0};
+  std::atomic<int64_t> rows{0};
+  std::atomic<int64_t> bytes{0};
+  std::atomic<bool> active{false};
+  Clock::time_point started;
+};
+
+struct Unit {
+  TableCopy* copy;
+  int range;  // index into copy->ranges, or -1 for the whole table
+  int64_t weight;
+};
+
 std::string ColumnList(const catalog::TableInfo& info) {
   std::string out;
   for (const auto& c : info.columns) {
@@ -24,47 +53,160 @@ std::string ColumnList(const catalog::TableInfo& info) {
   return out;
 }
 
+// Binary COPY is faster but only safe when both sides have the same built-in
+// type for every column (binary arrays and records carry type OIDs).
+bool SameBuiltinTypes(const catalog::TableInfo& provider, const catalog::TableInfo& subscriber) {
+  for (const auto& c : provider.columns) {
+    if (c.generated) continue;
+    const auto* s = subscriber.FindColumn(c.name);
+    if (!s || s->type_oid != c.type_oid || c.type_oid >= kFirstNormalObjectId) return false;
+  }
+  return true;
+}
+
+pg::ConnectOptions CopyOptions(const char* role) {
+  return {{{"options", pg::kTextSessionOptions}, {"application_name", "lorry_copy"}}, role};
+}
+
+// Plans every table: columns, format, ranges. Runs on a provider connection
+// outside the snapshot (sizes only guide the split).
+Result<std::vector<std::unique_ptr<TableCopy>>> Plan(const CopyPlan& plan, const std::vector<CopyTask>& tasks,
+                                                     pg::PgConn& provider, pg::PgConn& subscriber) {
+  std::vector<std::unique_ptr<TableCopy>> out;
+  bool tid_ranges = provider.server_version() >= 140000;
+  LORRY_ASSIGN_OR_RETURN(auto block_size, provider.QueryValue("SELECT current_setting('block_size')"));
+  int64_t block = block_size ? std::stoll(*block_size) : 8192;
+  for (const auto& task : tasks) {
+    LORRY_ASSIGN_OR_RETURN(auto p, catalog::LookupTable(provider, task.table));
+    if (!p) return Status::Precondition(fmt::format("table {} no longer exists on the provider", task.table.Display()));
+    LORRY_ASSIGN_OR_RETURN(auto s, catalog::LookupTable(subscriber, task.table));
+    if (!s) return Status::Precondition(fmt::format("table {} is missing on the subscriber", task.table.Display()));
+    auto t = std::make_unique<TableCopy>();
+    t->table = task.table;
+    t->columns = ColumnList(*p);
+    t->binary = SameBuiltinTypes(*p, *s);
+    t->size_bytes = p->bytes_estimate;
+    t->rows_estimate = p->rows_estimate;
+    if (tid_ranges && p->relkind == 'r' && p->bytes_estimate > plan.split_tables_larger_than) {
+      int64_t n = (p->bytes_estimate + plan.split_tables_larger_than - 1) / plan.split_tables_larger_than;
+      n = std::clamp<int64_t>(std::max<int64_t>(n, plan.jobs), 2, kMaxRanges);
+      t->ranges = SplitBlocks(p->bytes_estimate / block, static_cast<int>(n));
+    }
+    LORRY_ASSIGN_OR_RETURN(auto referenced,
+                           subscriber.QueryValue("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' "
+                                                 "AND confrelid = $1::regclass)",
+                                                 {task.table.Quoted()}));
+    t->freeze = t->ranges.empty() && referenced && *referenced == "f";
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// The `begin` phase: verify the table is empty, defer its indexes, mark it
+// `copying`, in one subscriber transaction.
+Status BeginTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
+  StateStore state(&subscriber, plan.subscription);
+  LORRY_RETURN_IF_ERROR(subscriber.Exec("BEGIN").status());
+  auto body = [&]() -> Status {
+    LORRY_ASSIGN_OR_RETURN(auto has_rows,
+                           subscriber.QueryValue(fmt::format("SELECT 1 FROM {} LIMIT 1", t->table.Quoted())));
+    if (has_rows)
+      return Status::Precondition(fmt::format(
+          "table {} already has rows on the subscriber; lorry copies only into empty tables. Empty it "
+          "(TRUNCATE {}) and lorry copies it on its next start, or `lorry remove` it",
+          t->table.Display(), t->table.Quoted()));
+    LORRY_ASSIGN_OR_RETURN(auto deferred, DeferIndexes(subscriber, plan.subscription, t->table));
+    LORRY_RETURN_IF_ERROR(state.SetState(t->table, TableStateKind::kCopying));
+    LORRY_RETURN_IF_ERROR(
+        subscriber
+            .ExecParams("UPDATE lorry.tables SET copy_started_at = now(), copy_finished_at = NULL, rows_copied = 0, "
+                        "bytes_copied = 0, bytes_estimate = $4, rows_estimate = nullif($5::bigint, -1) "
+                        "WHERE subscription = $1 AND nspname = $2 AND relname = $3",
+                        {plan.subscription, t->table.schema, t->table.name, std::to_string(t->size_bytes),
+                         std::to_string(t->rows_estimate)})
+            .status());
+    spdlog::info("sub={} table={} copy begins size={} ranges={} format={} freeze={} deferred_indexes={}",
+                 plan.subscription, t->table.Display(), t->size_bytes, std::max<size_t>(1, t->ranges.size()),
+                 t->binary ? "binary" : "text", t->freeze, deferred.size());
+    return Status::Ok();
+  };
+  Status s = body();
+  if (!s.ok()) {
+    (void)subscriber.Exec("ROLLBACK");
+    return s;
+  }
+  return subscriber.Exec("COMMIT").status();
+}
+
+// The `finish` phase: the table's final state and totals.
+Status FinishTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
+  StateStore state(&subscriber, plan.subscription);
+  LORRY_RETURN_IF_ERROR(subscriber.Exec("BEGIN").status());
+  Status s = state.SetCopyProgress(t->table, t->rows.load(), t->bytes.load());
+  if (s.ok()) s = state.SetState(t->table, plan.done_state, plan.sync_lsn);
+  if (s.ok())
+    s = subscriber
+            .ExecParams("UPDATE lorry.tables SET copy_finished_at = now() WHERE subscription = $1 AND nspname = $2 "
+                        "AND relname = $3",
+                        {plan.subscription, t->table.schema, t->table.name})
+            .status();
+  if (!s.ok()) {
+    (void)subscriber.Exec("ROLLBACK");
+    return s;
+  }
+  LORRY_RETURN_IF_ERROR(subscriber.Exec("COMMIT").status());
+  double secs = std::chrono::duration<double>(Clock::now() - t->started).count();
+  spdlog::info("sub={} table={} copied rows={} bytes={} seconds={:.2f} state={} sync_lsn={}", plan.subscription,
+               t->table.Display(), t->rows.load(), t->bytes.load(), secs, TableStateName(plan.done_state),
+               plan.sync_lsn.ToString());
+  return Status::Ok();
+}
+
 class Worker {
  public:
   Worker(const CopyPlan& plan, const std::atomic<bool>& stop) : plan_(plan), stop_(stop) {}
 
   Status Connect() {
-    pg::ConnectOptions po{{{"options", pg::kTextSessionOptions}, {"application_name", "lorry_copy"}}, "provider"};
-    LORRY_ASSIGN_OR_RETURN(provider_, pg::PgConn::Connect(plan_.provider_conninfo, po));
+    LORRY_ASSIGN_OR_RETURN(provider_, pg::PgConn::Connect(plan_.provider_conninfo, CopyOptions("provider")));
     LORRY_RETURN_IF_ERROR(provider_.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").status());
     LORRY_RETURN_IF_ERROR(
         provider_.Exec(fmt::format("SET TRANSACTION SNAPSHOT {}", pg::QuoteLiteral(plan_.snapshot)))
             .status()
             .WithContext("importing the slot's exported snapshot"));
-    pg::ConnectOptions so{{{"options", pg::kTextSessionOptions}, {"application_name", "lorry_copy"}}, "subscriber"};
-    LORRY_ASSIGN_OR_RETURN(subscriber_, pg::PgConn::Connect(plan_.subscriber_conninfo, so));
+    LORRY_ASSIGN_OR_RETURN(subscriber_, pg::PgConn::Connect(plan_.subscriber_conninfo, CopyOptions("subscriber")));
+    // Copy transactions need not wait for their WAL flush: the stream's own
+    // synchronous commits (which follow) flush it, and a copy lost in a
+    // crash is redone because its table is still `copying`.
+    LORRY_RETURN_IF_ERROR(subscriber_.Exec("SET synchronous_commit = off").status());
     if (!subscriber_.Exec("SET session_replication_role = replica").ok())
       spdlog::warn("copy: cannot SET session_replication_role = replica; triggers and foreign keys are checked");
     return Status::Ok();
   }
 
-  // Copies one table in one subscriber transaction that also records its new state.
-  Status Copy(const CopyTask& task) {
-    auto started = std::chrono::steady_clock::now();
-    StateStore state(&subscriber_, plan_.subscription);
-    LORRY_ASSIGN_OR_RETURN(auto info, catalog::LookupTable(provider_, task.table));
-    if (!info) return Status::Precondition(fmt::format("table {} no longer exists on the provider", task.table.Display()));
-    std::string columns = ColumnList(*info);
-
+  // Copies one unit in one subscriber transaction.
+  Status Copy(const Unit& u) {
+    TableCopy* t = u.copy;
+    std::string where;
+    if (u.range >= 0) {
+      const BlockRange& r = t->ranges[u.range];
+      where = fmt::format(" WHERE ctid >= '({},0)'::tid", r.begin);
+      if (r.end >= 0) where += fmt::format(" AND ctid < '({},0)'::tid", r.end);
+    }
+    std::string format = t->binary ? "FORMAT binary" : "FORMAT text";
     LORRY_RETURN_IF_ERROR(subscriber_.Exec("BEGIN").status());
-    LORRY_ASSIGN_OR_RETURN(auto has_rows,
-                           subscriber_.QueryValue(fmt::format("SELECT 1 FROM {} LIMIT 1", task.table.Quoted())));
-    if (has_rows)
-      return Status::Precondition(fmt::format(
-          "table {} already has rows on the subscriber; lorry copies only into empty tables. Empty it "
-          "(TRUNCATE {}) and lorry copies it on its next start, or `lorry remove` it",
-          task.table.Display(), task.table.Quoted()));
-    LORRY_RETURN_IF_ERROR(
-        subscriber_.StartCopyIn(fmt::format("COPY {} ({}) FROM STDIN", task.table.Quoted(), columns)));
-    LORRY_RETURN_IF_ERROR(
-        provider_.StartCopyOut(fmt::format("COPY {} ({}) TO STDOUT", task.table.Quoted(), columns)));
+    bool freeze = false;
+    if (t->freeze) {
+      // COPY FREEZE needs the table truncated in the same transaction; it
+      // is empty (checked when its copy began), so nothing is lost.
+      LORRY_RETURN_IF_ERROR(subscriber_.Exec(fmt::format("TRUNCATE {}", t->table.Quoted())).status());
+      freeze = true;
+    }
+    LORRY_RETURN_IF_ERROR(subscriber_.StartCopyIn(fmt::format("COPY {} ({}) FROM STDIN ({}{})", t->table.Quoted(),
+                                                              t->columns, format, freeze ? ", FREEZE" : "")));
+    LORRY_RETURN_IF_ERROR(provider_.StartCopyOut(
+        fmt::format("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT ({})", t->columns, t->table.Quoted(), where, format)));
     std::string chunk;
-    int64_t rows = 0, bytes = 0;
+    int64_t messages = 0;
     while (true) {
       if (stop_.load()) {
         provider_.Cancel();
@@ -74,28 +216,22 @@ class Worker {
       auto more = provider_.GetCopyData(&chunk);
       if (!more.ok()) {
         (void)subscriber_.EndCopyIn("provider COPY failed");
-        return more.status();
+        return more.status().WithContext(fmt::format("copy {}", t->table.Display()));
       }
       if (!*more) break;
       LORRY_RETURN_IF_ERROR(subscriber_.PutCopyData(chunk));
-      rows++;  // text COPY sends one row per message
-      bytes += static_cast<int64_t>(chunk.size());
-      if (task.progress) {
-        task.progress->rows.store(rows, std::memory_order_relaxed);
-        task.progress->bytes.store(bytes, std::memory_order_relaxed);
-      }
+      messages++;
+      t->bytes.fetch_add(static_cast<int64_t>(chunk.size()), std::memory_order_relaxed);
+      t->rows.fetch_add(1, std::memory_order_relaxed);  // one row per message (plus header/trailer in binary)
     }
-    LORRY_RETURN_IF_ERROR(subscriber_.EndCopyIn().status());
-    LORRY_RETURN_IF_ERROR(state.SetCopyProgress(task.table, rows, bytes));
-    LORRY_RETURN_IF_ERROR(state.SetState(task.table, plan_.done_state, plan_.sync_lsn));
+    LORRY_ASSIGN_OR_RETURN(auto done, subscriber_.EndCopyIn());
     LORRY_RETURN_IF_ERROR(subscriber_.Exec("COMMIT").status());
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    spdlog::info("sub={} table={} copied rows={} bytes={} seconds={:.2f} state={} sync_lsn={}", plan_.subscription,
-                 task.table.Display(), rows, bytes, secs, TableStateName(plan_.done_state), plan_.sync_lsn.ToString());
+    // The subscriber's own count is exact (binary COPY also sends a header
+    // and a trailer message).
+    t->rows.fetch_add(done.AffectedRows() - messages, std::memory_order_relaxed);
     return Status::Ok();
   }
 
-  // After a failed Copy: leave the subscriber connection usable.
   void Reset() {
     if (subscriber_.connected()) (void)subscriber_.Exec("ROLLBACK");
   }
@@ -109,53 +245,220 @@ class Worker {
   pg::PgConn subscriber_;
 };
 
+// Rebuilds deferred indexes of finished tables while other tables copy.
+class IndexBuilder {
+ public:
+  IndexBuilder(const CopyPlan& plan, const std::atomic<bool>& stop) : plan_(plan), stop_(stop) {
+    for (int i = 0; i < std::max(1, plan.index_jobs); ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  ~IndexBuilder() { Finish(); }
+
+  void Add(const pg::QualifiedName& table) {
+    std::lock_guard<std::mutex> l(mu_);
+    queue_.push_back(table);
+    cv_.notify_one();
+  }
+  // Waits for every queued rebuild; returns the first error.
+  Status Finish() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      closing_ = true;
+      cv_.notify_all();
+    }
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+    std::lock_guard<std::mutex> l(mu_);
+    return error_;
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      pg::QualifiedName table;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return closing_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        table = queue_.front();
+        queue_.pop_front();
+      }
+      Status s = RebuildDeferredIndexes(plan_.subscriber_conninfo, plan_.subscription, table, 1,
+                                        plan_.maintenance_work_mem, stop_);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> l(mu_);
+        if (error_.ok()) error_ = s;
+      }
+    }
+  }
+
+  const CopyPlan& plan_;
+  const std::atomic<bool>& stop_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<pg::QualifiedName> queue_;
+  bool closing_ = false;
+  Status error_;
+  std::vector<std::thread> threads_;
+};
+
+// Writes live copy progress to lorry.tables once a second and logs it every 10 s.
+class ProgressReporter {
+ public:
+  ProgressReporter(const CopyPlan& plan, const std::vector<std::unique_ptr<TableCopy>>& tables,
+                   const std::atomic<bool>& stop)
+      : plan_(plan), tables_(tables), stop_(stop), thread_([this] { Loop(); }) {}
+  ~ProgressReporter() {
+    done_.store(true);
+    thread_.join();
+  }
+
+ private:
+  void Loop() {
+    auto conn = pg::PgConn::Connect(plan_.subscriber_conninfo, CopyOptions("subscriber"));
+    auto started = Clock::now();
+    auto last_log = started;
+    while (!done_.load() && !stop_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (Clock::now() - last_tick_ < std::chrono::seconds(1)) continue;
+      last_tick_ = Clock::now();
+      int64_t rows = 0, bytes = 0, total = 0;
+      int active = 0;
+      for (const auto& t : tables_) {
+        rows += t->rows.load();
+        bytes += t->bytes.load();
+        total += t->size_bytes;
+        if (!t->active.load()) continue;
+        active++;
+        if (conn.ok())
+          (void)conn->ExecParams("UPDATE lorry.tables SET rows_copied = $4, bytes_copied = $5 WHERE subscription = "
+                                 "$1 AND nspname = $2 AND relname = $3 AND state = 'copying'",
+                                 {plan_.subscription, t->table.schema, t->table.name, std::to_string(t->rows.load()),
+                                  std::to_string(t->bytes.load())});
+      }
+      if (conn.ok())
+        (void)conn->ExecParams("UPDATE lorry.subscriptions SET heartbeat_at = now() WHERE name = $1",
+                               {plan_.subscription});
+      if (Clock::now() - last_log >= std::chrono::seconds(10)) {
+        last_log = Clock::now();
+        double secs = std::chrono::duration<double>(Clock::now() - started).count();
+        double rate = secs > 0 ? bytes / secs : 0;
+        spdlog::info("sub={} copy progress rows={} bytes={} of about {} tables_active={} rate={:.1f}MB/s",
+                     plan_.subscription, rows, bytes, total, active, rate / 1e6);
+      }
+    }
+  }
+
+  const CopyPlan& plan_;
+  const std::vector<std::unique_ptr<TableCopy>>& tables_;
+  const std::atomic<bool>& stop_;
+  std::atomic<bool> done_{false};
+  Clock::time_point last_tick_;
+  std::thread thread_;
+};
+
 }  // namespace
 
-Status CopyTables(const CopyPlan& plan, std::vector<CopyTask> tasks, const std::atomic<bool>& stop) {
-  std::sort(tasks.begin(), tasks.end(),
-            [](const CopyTask& a, const CopyTask& b) { return a.size_estimate > b.size_estimate; });
+std::vector<BlockRange> SplitBlocks(int64_t blocks, int n) {
+  std::vector<BlockRange> out;
+  n = std::max(1, n);
+  if (blocks < n) n = static_cast<int>(std::max<int64_t>(1, blocks));
+  int64_t begin = 0;
+  for (int i = 0; i < n; ++i) {
+    int64_t end = (i == n - 1) ? -1 : blocks * (i + 1) / n;
+    out.push_back({begin, end});
+    begin = end;
+  }
+  return out;
+}
+
+Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription) {
+  LORRY_ASSIGN_OR_RETURN(auto r, subscriber.ExecParams("SELECT nspname, relname FROM lorry.tables WHERE "
+                                                       "subscription = $1 AND state = 'copying'",
+                                                       {subscription}));
+  for (int i = 0; i < r.rows(); ++i) {
+    pg::QualifiedName t{std::string(r.Get(i, 0)), std::string(r.Get(i, 1))};
+    // Empty when its copy began; only lorry's copy wrote to it since.
+    auto truncated = subscriber.Exec(fmt::format("TRUNCATE {}", t.Quoted()));
+    if (!truncated.ok()) {
+      // Tables referenced by foreign keys cannot be truncated alone.
+      LORRY_RETURN_IF_ERROR(subscriber.Exec("SET session_replication_role = replica").status());
+      LORRY_RETURN_IF_ERROR(subscriber.Exec(fmt::format("DELETE FROM {}", t.Quoted())).status());
+    }
+    spdlog::info("sub={} table={} copy was interrupted: emptied, copying it again", subscription, t.Display());
+  }
+  return subscriber
+      .ExecParams("UPDATE lorry.tables SET state = 'pending', error = NULL, state_changed_at = now() "
+                  "WHERE subscription = $1 AND state IN ('copying', 'error')",
+                  {subscription})
+      .status();
+}
+
+Status CopyTables(const CopyPlan& plan, const std::vector<CopyTask>& tasks, const std::atomic<bool>& stop) {
+  if (tasks.empty()) return Status::Ok();
+  LORRY_ASSIGN_OR_RETURN(auto provider, pg::PgConn::Connect(plan.provider_conninfo, CopyOptions("provider")));
+  LORRY_ASSIGN_OR_RETURN(auto subscriber, pg::PgConn::Connect(plan.subscriber_conninfo, CopyOptions("subscriber")));
+  LORRY_ASSIGN_OR_RETURN(auto tables, Plan(plan, tasks, provider, subscriber));
+
+  // Begin every table; one that cannot be copied goes to `error`.
+  std::vector<Unit> units;
+  for (auto& t : tables) {
+    Status s = BeginTable(plan, subscriber, t.get());
+    if (s.kind() == Status::Kind::kPrecondition) {
+      spdlog::error("sub={} table={} copy refused: {}", plan.subscription, t->table.Display(), s.message());
+      LORRY_RETURN_IF_ERROR(
+          StateStore(&subscriber, plan.subscription).SetState(t->table, TableStateKind::kError, std::nullopt, s.message()));
+      continue;
+    }
+    LORRY_RETURN_IF_ERROR(s);
+    if (t->ranges.empty()) {
+      t->ranges_left = 1;
+      units.push_back({t.get(), -1, t->size_bytes});
+    } else {
+      t->ranges_left = static_cast<int>(t->ranges.size());
+      for (int i = 0; i < static_cast<int>(t->ranges.size()); ++i)
+        units.push_back({t.get(), i, t->size_bytes / static_cast<int64_t>(t->ranges.size())});
+    }
+  }
+  // Biggest work first, so that the last minutes are not one big table alone.
+  std::stable_sort(units.begin(), units.end(), [](const Unit& a, const Unit& b) { return a.weight > b.weight; });
+
   std::mutex mu;
   size_t next = 0;
-  Status fatal;  // the first error that aborts the whole copy
-  int jobs = std::max(1, std::min<int>(plan.jobs, static_cast<int>(tasks.size())));
+  Status fatal;
+  IndexBuilder indexes(plan, stop);
+  ProgressReporter reporter(plan, tables, stop);
+  int jobs = std::max(1, std::min<int>(plan.jobs, static_cast<int>(units.size())));
   std::vector<std::thread> threads;
-  for (int j = 0; j < jobs; ++j) {
+  for (int j = 0; j < jobs && !units.empty(); ++j) {
     threads.emplace_back([&] {
       Worker w(plan, stop);
       Status s = w.Connect();
-      if (!s.ok()) {
-        std::lock_guard<std::mutex> l(mu);
-        if (fatal.ok()) fatal = s;
-        return;
-      }
-      while (true) {
-        const CopyTask* task;
+      while (s.ok()) {
+        const Unit* u;
         {
           std::lock_guard<std::mutex> l(mu);
-          if (!fatal.ok() || next >= tasks.size() || stop.load()) return;
-          task = &tasks[next++];
+          if (!fatal.ok() || next >= units.size() || stop.load()) return;
+          u = &units[next++];
         }
-        s = w.Copy(*task);
-        if (s.ok()) continue;
-        w.Reset();
-        if (s.kind() == Status::Kind::kPrecondition) {
-          // This table is broken, the others may be fine: record and go on.
-          std::string why = s.message();
-          spdlog::error("sub={} table={} copy failed: {}", plan.subscription, task->table.Display(), why);
-          StateStore state(&w.subscriber(), plan.subscription);
-          Status rs = state.SetState(task->table, TableStateKind::kError, std::nullopt, "copy failed: " + why);
-          if (rs.ok()) continue;
-          s = rs;
+        TableCopy* t = u->copy;
+        if (!t->active.exchange(true)) t->started = Clock::now();
+        s = w.Copy(*u);
+        if (s.ok() && --t->ranges_left == 0) {
+          s = FinishTable(plan, w.subscriber(), t);
+          t->active = false;
+          if (s.ok()) indexes.Add(t->table);
         }
-        std::lock_guard<std::mutex> l(mu);
-        if (fatal.ok()) fatal = s;
-        return;
       }
+      w.Reset();
+      std::lock_guard<std::mutex> l(mu);
+      if (fatal.ok()) fatal = s;
     });
   }
   for (auto& t : threads) t.join();
+  Status index_status = indexes.Finish();
   if (stop.load() && fatal.ok()) return Status::Cancelled("copy stopped");
-  return fatal;
+  LORRY_RETURN_IF_ERROR(fatal);
+  return index_status;
 }
 
 }  // namespace lorry::sync

@@ -1,10 +1,18 @@
 // Table copy: COPY from the provider at an exported snapshot into the
-// subscriber, streamed chunk by chunk (memory does not grow with the table).
+// subscriber, streamed chunk by chunk (memory does not grow with the table),
+// in parallel over several connections, large tables split into ranges.
 //
-// Invariant: a table's rows and its move out of `copying` (to `ready` or
-// `catching_up`, with the sync LSN) commit in ONE subscriber transaction.
-// If lorry dies mid-copy, that transaction rolls back: the table is empty
-// again and still `copying`, which the next run treats as `pending`.
+// Phases of one table (each a subscriber transaction of its own):
+//   begin   - check the subscriber table is empty, record and drop its
+//             indexes (sync/deferred_indexes.h), state `copying`;
+//   ranges  - one COPY per range (the whole table, or ctid ranges of a large
+//             one on PostgreSQL 14+), run by any worker;
+//   finish  - state `ready` (or `catching_up`) with the snapshot's LSN;
+//   indexes - the deferred indexes are rebuilt, in parallel with other
+//             tables' copies; each rebuild commits with the removal of its
+//             record, so none is ever lost.
+// A crash leaves a table `copying` with some ranges in it: the next run
+// empties it (it was empty when the copy began) and copies it again.
 //
 // Timeline for a table copied at snapshot S taken at provider LSN P:
 //   transactions committed before P  -> in the copy (skipped by the stream)
@@ -24,15 +32,8 @@
 
 namespace lorry::sync {
 
-struct CopyProgress {
-  std::atomic<int64_t> rows{0};
-  std::atomic<int64_t> bytes{0};
-};
-
 struct CopyTask {
   pg::QualifiedName table;
-  int64_t size_estimate = 0;  // bytes, for biggest-first ordering
-  CopyProgress* progress = nullptr;  // may be null
 };
 
 struct CopyPlan {
@@ -43,12 +44,27 @@ struct CopyPlan {
   Lsn sync_lsn;                      // the snapshot's LSN
   TableStateKind done_state = TableStateKind::kReady;  // or kCatchingUp
   int jobs = 4;
+  int index_jobs = 2;
+  int64_t split_tables_larger_than = 512LL << 20;
+  std::string maintenance_work_mem = "256MB";
 };
 
-// Copies every task with up to plan.jobs parallel workers, each with its own
-// provider and subscriber connections. A table whose copy fails for a reason
-// other than a lost connection is put in state `error` with the reason; a
-// lost connection aborts the whole copy (retryable). `stop` aborts early.
-Status CopyTables(const CopyPlan& plan, std::vector<CopyTask> tasks, const std::atomic<bool>& stop);
+// Copies every task. A table that cannot be copied for a reason of its own
+// (rows already on the subscriber) is put in state `error` with the reason
+// and the others go on; a lost connection aborts the copy (retryable), as
+// does `stop`. Returns after every copied table's indexes are rebuilt.
+Status CopyTables(const CopyPlan& plan, const std::vector<CopyTask>& tasks, const std::atomic<bool>& stop);
+
+// Start-up repair after a crash: empties the subscriber tables left in state
+// `copying` and marks them `pending` again.
+Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription);
+
+// Splits [0, blocks) into `n` contiguous block ranges; the last is open-ended
+// (end = -1) so that rows in pages added since the size was read are copied.
+struct BlockRange {
+  int64_t begin = 0;
+  int64_t end = -1;  // exclusive; -1: to the end of the table
+};
+std::vector<BlockRange> SplitBlocks(int64_t blocks, int n);
 
 }  // namespace lorry::sync

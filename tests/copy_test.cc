@@ -1,0 +1,150 @@
+// The initial copy: large tables split into ctid ranges, indexes deferred and
+// rebuilt, binary/text format choice, crash during a copy, and a subscriber
+// table that is not empty.
+#include <fstream>
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "fixture.h"
+
+namespace lorry::test {
+namespace {
+
+class Copy : public TwoClusters {
+ protected:
+  // A config file that splits tables above `split` and rebuilds indexes with 2 jobs.
+  std::string Config(const std::string& split) {
+    path_ = fmt::format("/tmp/lorry-copy-test-{}.toml", getpid());
+    std::ofstream f(path_);
+    f << "[copy]\njobs = 3\nindex_jobs = 2\nsplit_tables_larger_than = \"" << split << "\"\n";
+    return path_;
+  }
+  void TearDown() override {
+    if (!path_.empty()) std::remove(path_.c_str());
+    TwoClusters::TearDown();
+  }
+  std::vector<std::string> WithConfig(std::vector<std::string> args) {
+    auto a = Args(std::move(args));
+    a.push_back("-c");
+    a.push_back(path_);
+    return a;
+  }
+  // Index and constraint definitions of a table, in a stable order.
+  std::string Indexes(bool provider, const std::string& table) {
+    std::string sql = fmt::format(
+        "SELECT string_agg(d, E'\\n' ORDER BY d) FROM ("
+        "SELECT indexdef AS d FROM pg_indexes WHERE tablename = '{0}' UNION ALL "
+        "SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{0}'::regclass) x",
+        table);
+    return provider ? ProviderValue(sql) : SubscriberValue(sql);
+  }
+  std::string path_;
+};
+
+const char* kSchema = R"sql(
+  CREATE TABLE big (id int PRIMARY KEY, code text NOT NULL, v text, n int,
+                    CONSTRAINT big_code_key UNIQUE (code));
+  CREATE INDEX big_n_idx ON big (n);
+  CREATE INDEX "Big Expr" ON big (lower(v)) WHERE n > 10;
+  CREATE TABLE ref (id int PRIMARY KEY, big_id int REFERENCES big (id));
+)sql";
+
+TEST_F(Copy, LargeTableIsSplitIndexesDeferredAndRebuilt) {
+  BothSql(kSchema);
+  ProviderSql("INSERT INTO big SELECT g, 'c' || g, md5(g::text), g % 100 FROM generate_series(1, 30000) g");
+  ProviderSql("INSERT INTO ref SELECT g, g FROM generate_series(1, 100) g");
+  ProviderSql("ANALYZE");
+  Config("256kB");
+  ASSERT_EQ(RunLorry(WithConfig({"init"})).exit_code, 0);
+  auto add = RunLorry(WithConfig({"add", "big", "ref"}));
+  ASSERT_EQ(add.exit_code, 0) << add.all();
+  LorryProcess run(WithConfig({"run"}));
+  auto w = RunLorry(WithConfig({"wait", "--timeout", "120"}), 150);
+  ASSERT_EQ(w.exit_code, 0) << w.all() << run.Log();
+  ExpectSameContent("big");
+  ExpectSameContent("ref");
+  std::string log = run.Log();
+  EXPECT_NE(log.find("table=public.big copy begins"), std::string::npos) << log;
+  EXPECT_EQ(log.find("table=public.big copy begins size=0"), std::string::npos) << log;
+  // About 2.3 MB in ranges of at most 256 kB.
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("table=public.big copy begins size=(\\d+) ranges=(\\d+)"))) << log;
+  EXPECT_GE(std::stoi(m[2]), std::stoll(m[1]) / (256 << 10)) << log;
+  EXPECT_GE(std::stoi(m[2]), 3) << log;
+  EXPECT_NE(log.find("format=binary"), std::string::npos) << log;
+  // The primary key is referenced by ref's foreign key: kept. The others were
+  // dropped for the copy and are back, exactly as they were.
+  EXPECT_EQ(Indexes(true, "big"), Indexes(false, "big"));
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM lorry.deferred_indexes"), "0");
+  EXPECT_EQ(SubscriberValue("SELECT rows_copied FROM lorry.tables WHERE relname = 'big'"), "30000");
+  // Streaming goes on through the rebuilt unique index.
+  ProviderSql("UPDATE big SET v = 'changed' WHERE id <= 10; DELETE FROM big WHERE id > 29990");
+  w = RunLorry(WithConfig({"wait", "--timeout", "60"}), 90);
+  ASSERT_EQ(w.exit_code, 0) << w.all();
+  ExpectSameContent("big");
+}
+
+TEST_F(Copy, UserTypesAreCopiedInTextFormat) {
+  BothSql("CREATE TYPE color AS ENUM ('red', 'green'); CREATE TABLE paint (id int PRIMARY KEY, c color, a color[])");
+  ProviderSql("INSERT INTO paint VALUES (1, 'red', '{red,green}'), (2, NULL, NULL)");
+  Config("1GB");
+  ASSERT_EQ(RunLorry(WithConfig({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(WithConfig({"add", "paint"})).exit_code, 0);
+  LorryProcess run(WithConfig({"run"}));
+  auto w = RunLorry(WithConfig({"wait", "--timeout", "60"}), 90);
+  ASSERT_EQ(w.exit_code, 0) << w.all() << run.Log();
+  ExpectSameContent("paint");
+  EXPECT_NE(run.Log().find("format=text"), std::string::npos) << run.Log();
+}
+
+TEST_F(Copy, Kill9DuringCopyThenRunAgainEndsIdentical) {
+  BothSql(kSchema);
+  ProviderSql("INSERT INTO big SELECT g, 'c' || g, repeat(md5(g::text), 4), g % 100 "
+              "FROM generate_series(1, 400000) g");
+  ProviderSql("ANALYZE");
+  Config("4MB");
+  ASSERT_EQ(RunLorry(WithConfig({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(WithConfig({"add", "big", "ref"})).exit_code, 0);
+  {
+    LorryProcess run(WithConfig({"run", "--jobs", "1"}));
+    ASSERT_TRUE(Eventually([&] {
+      return SubscriberValue("SELECT count(*) FROM lorry.tables WHERE state = 'copying' AND relname = 'big'") ==
+                 "1" &&
+             SubscriberValue("SELECT count(*) FROM big") != "0";
+    }, 60)) << run.Log();
+    run.Kill9();
+  }
+  // Some ranges are in, the indexes are recorded, not on the table.
+  EXPECT_NE(SubscriberValue("SELECT count(*) FROM lorry.deferred_indexes"), "0");
+  LorryProcess run(WithConfig({"run"}));
+  auto w = RunLorry(WithConfig({"wait", "--timeout", "180"}), 200);
+  ASSERT_EQ(w.exit_code, 0) << w.all() << run.Log();
+  ExpectSameContent("big");
+  EXPECT_EQ(Indexes(true, "big"), Indexes(false, "big"));
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM lorry.deferred_indexes"), "0");
+  EXPECT_NE(run.Log().find("copy was interrupted"), std::string::npos) << run.Log();
+}
+
+TEST_F(Copy, TableWithRowsOnTheSubscriberIsRefusedNotOverwritten) {
+  BothSql("CREATE TABLE full_one (id int PRIMARY KEY, v text); CREATE TABLE empty_one (id int PRIMARY KEY)");
+  ProviderSql("INSERT INTO full_one VALUES (1, 'provider'); INSERT INTO empty_one VALUES (1)");
+  SubscriberSql("INSERT INTO full_one VALUES (2, 'subscriber only')");
+  Config("1GB");
+  ASSERT_EQ(RunLorry(WithConfig({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(WithConfig({"add", "full_one", "empty_one"})).exit_code, 0);
+  LorryProcess run(WithConfig({"run"}));
+  ASSERT_TRUE(Eventually([&] {
+    return SubscriberValue("SELECT state FROM lorry.tables WHERE relname = 'full_one'") == "error";
+  }, 60)) << run.Log();
+  auto tables = RunLorry(WithConfig({"tables"}));
+  EXPECT_NE(tables.all().find("already has rows"), std::string::npos) << tables.all();
+  EXPECT_EQ(SubscriberValue("SELECT v FROM full_one"), "subscriber only");
+  ASSERT_TRUE(Eventually([&] { return SubscriberValue("SELECT count(*) FROM empty_one") == "1"; }, 60));
+  auto w = RunLorry(WithConfig({"wait", "--timeout", "3"}), 30);
+  EXPECT_EQ(w.exit_code, 1) << w.all();
+  EXPECT_NE(w.all().find("full_one"), std::string::npos) << w.all();
+}
+
+}  // namespace
+}  // namespace lorry::test
