@@ -31,6 +31,46 @@ json OptJson(const std::optional<T>& v) {
   return v ? json(*v) : json(nullptr);
 }
 
+std::optional<double> CopyRate(const TableState& t) {
+  if (!t.copy_seconds || *t.copy_seconds <= 0 || t.bytes_copied == 0) return std::nullopt;
+  return t.bytes_copied / *t.copy_seconds;
+}
+
+// Time left for a running copy, from the bytes copied so far against the
+// table's size on the provider (text COPY is roughly as large as the heap).
+std::optional<double> CopySecondsLeft(const TableState& t) {
+  auto rate = CopyRate(t);
+  if (t.state != TableStateKind::kCopying || !rate || !t.bytes_estimate) return std::nullopt;
+  return std::max(0.0, (*t.bytes_estimate - t.bytes_copied) / *rate);
+}
+
+std::string HumanBytes(double b) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    u++;
+  }
+  return u == 0 ? fmt::format("{:.0f} {}", b, units[u]) : fmt::format("{:.1f} {}", b, units[u]);
+}
+
+// "copied 120.0 MB of ~260.0 MB (46%), 85.3 MB/s, ~2 s left; 3 indexes to rebuild"
+std::string ProgressText(const TableState& t) {
+  std::string out;
+  if (t.state == TableStateKind::kCopying) {
+    out = fmt::format("copied {}", HumanBytes(t.bytes_copied));
+    if (t.bytes_estimate && *t.bytes_estimate > 0)
+      out += fmt::format(" of ~{} ({:.0f}%)", HumanBytes(*t.bytes_estimate),
+                         std::min(99.0, 100.0 * t.bytes_copied / *t.bytes_estimate));
+    if (auto rate = CopyRate(t)) out += fmt::format(", {}/s", HumanBytes(*rate));
+    if (auto left = CopySecondsLeft(t)) out += fmt::format(", ~{:.0f} s left", *left);
+  }
+  if (t.deferred_indexes > 0)
+    out += fmt::format("{}{} index{} to rebuild", out.empty() ? "" : "; ", t.deferred_indexes,
+                       t.deferred_indexes == 1 ? "" : "es");
+  return out;
+}
+
 json TableJson(const TableState& t) {
   return {{"name", t.name.Display()},
           {"schema", t.name.schema},
@@ -42,7 +82,12 @@ json TableJson(const TableState& t) {
           {"rows_estimate", OptJson(t.rows_estimate)},
           {"sync_lsn", LsnJson(t.sync_lsn)},
           {"error", TextJson(t.error)},
-          {"state_changed_at", TextJson(t.state_changed_at)}};
+          {"state_changed_at", TextJson(t.state_changed_at)},
+          {"bytes_estimate", OptJson(t.bytes_estimate)},
+          {"copy_seconds", OptJson(t.copy_seconds)},
+          {"copy_bytes_per_second", OptJson(CopyRate(t))},
+          {"copy_seconds_left", OptJson(CopySecondsLeft(t))},
+          {"indexes_to_rebuild", t.deferred_indexes}};
 }
 
 std::string RowsText(const TableState& t) {
@@ -56,12 +101,13 @@ void PrintTables(const std::vector<TableState>& tables, std::ostream& out) {
     out << "no tables: add some with `lorry add TABLE...` or `lorry add --all`\n";
     return;
   }
-  std::vector<std::array<std::string, 6>> rows;
-  rows.push_back({"TABLE", "STATE", "MODE", "ROWS", "SYNC LSN", "ERROR"});
+  std::vector<std::array<std::string, 7>> rows;
+  rows.push_back({"TABLE", "STATE", "MODE", "ROWS", "SYNC LSN", "PROGRESS", "ERROR"});
   for (const auto& t : tables)
     rows.push_back({t.name.Display(), TableStateName(t.state), t.insert_only ? "insert-only" : "all",
-                    RowsText(t), t.sync_lsn ? t.sync_lsn->ToString() : "-", t.error.empty() ? "" : t.error});
-  std::array<size_t, 6> width{};
+                    RowsText(t), t.sync_lsn ? t.sync_lsn->ToString() : "-", ProgressText(t),
+                    t.error.empty() ? "" : t.error});
+  std::array<size_t, 7> width{};
   for (const auto& r : rows)
     for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
   for (const auto& r : rows) {
@@ -253,6 +299,23 @@ void PrintReport(const Report& r, std::ostream& out) {
   std::string counts;
   for (const auto& [state, n] : StateCounts(r.tables)) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, state);
   line("tables", fmt::format("{}{}", r.tables.size(), counts.empty() ? "" : ": " + counts));
+  // Copy progress over every table being copied, and index rebuilds left.
+  int64_t copied = 0, total = 0, indexes = 0;
+  double rate = 0, left = 0;
+  int copying = 0;
+  for (const auto& t : r.tables) {
+    indexes += t.deferred_indexes;
+    if (t.state != TableStateKind::kCopying) continue;
+    copying++;
+    copied += t.bytes_copied;
+    total += t.bytes_estimate.value_or(0);
+    rate += CopyRate(t).value_or(0);
+    left = std::max(left, CopySecondsLeft(t).value_or(0));
+  }
+  if (copying > 0)
+    line("copy", fmt::format("{} table{} copying: {} of ~{}, {}/s, ~{:.0f} s left", copying, copying == 1 ? "" : "s",
+                             HumanBytes(copied), HumanBytes(total), HumanBytes(rate), left));
+  if (indexes > 0) line("indexes", fmt::format("{} deferred by copies, not yet rebuilt", indexes));
   out << "\n";
   PrintTables(r.tables, out);
 }

@@ -197,16 +197,22 @@ TableState TableFromRow(const pg::PgResult& r, int i) {
   if (!r.IsNull(i, 7)) t.rows_estimate = r.GetInt(i, 7);
   t.error = r.Get(i, 8);
   t.state_changed_at = r.Get(i, 9);
+  if (!r.IsNull(i, 10)) t.bytes_estimate = r.GetInt(i, 10);
+  if (!r.IsNull(i, 11)) t.copy_seconds = std::stod(std::string(r.Get(i, 11)));
+  t.deferred_indexes = r.GetInt(i, 12);
   return t;
 }
 constexpr const char* kTableColumns =
     "nspname, relname, state, insert_only, sync_lsn, rows_copied, bytes_copied, rows_estimate, "
-    "coalesce(error, ''), state_changed_at::text";
+    "coalesce(error, ''), state_changed_at::text, bytes_estimate, "
+    "extract(epoch FROM coalesce(copy_finished_at, clock_timestamp()) - copy_started_at)::float8, "
+    "(SELECT count(*) FROM lorry.deferred_indexes d WHERE d.subscription = t.subscription "
+    " AND d.nspname = t.nspname AND d.relname = t.relname)";
 }  // namespace
 
 Result<std::vector<TableState>> StateStore::ListTables() {
   LORRY_ASSIGN_OR_RETURN(
-      auto r, conn_->ExecParams(fmt::format("SELECT {} FROM lorry.tables WHERE subscription = $1 "
+      auto r, conn_->ExecParams(fmt::format("SELECT {} FROM lorry.tables t WHERE subscription = $1 "
                                             "ORDER BY nspname, relname",
                                             kTableColumns),
                                 {sub_}));
@@ -217,7 +223,7 @@ Result<std::vector<TableState>> StateStore::ListTables() {
 
 Result<std::optional<TableState>> StateStore::GetTable(const pg::QualifiedName& name) {
   LORRY_ASSIGN_OR_RETURN(
-      auto r, conn_->ExecParams(fmt::format("SELECT {} FROM lorry.tables WHERE subscription = $1 "
+      auto r, conn_->ExecParams(fmt::format("SELECT {} FROM lorry.tables t WHERE subscription = $1 "
                                             "AND nspname = $2 AND relname = $3",
                                             kTableColumns),
                                 {sub_, name.schema, name.name}));

@@ -34,6 +34,9 @@ struct TableState {
   std::optional<int64_t> rows_estimate;
   std::string error;
   std::string state_changed_at;  // text timestamp, for display
+  std::optional<int64_t> bytes_estimate;       // provider size when the copy began
+  std::optional<double> copy_seconds;          // time spent copying (so far, or in all)
+  int64_t deferred_indexes = 0;                // indexes dropped for the copy, not yet rebuilt
 };
 
 struct SubscriptionRow {

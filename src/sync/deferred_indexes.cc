@@ -44,8 +44,12 @@ class LocalEmptySearchPath {
 constexpr const char* kIndexesOfTable = R"sql(
 SELECT ic.relname,
        con.conname,
+       con.contype,
        pg_catalog.pg_get_indexdef(i.indexrelid),
        CASE WHEN con.oid IS NOT NULL THEN pg_catalog.pg_get_constraintdef(con.oid) END,
+       CASE WHEN con.condeferred THEN ' DEFERRABLE INITIALLY DEFERRED'
+            WHEN con.condeferrable THEN ' DEFERRABLE' ELSE '' END,
+       ts.spcname,
        CASE
          WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid)
            THEN 'it is a partition of a partitioned index'
@@ -66,11 +70,14 @@ SELECT ic.relname,
                       WHERE a.attrelid = i.indexrelid AND COALESCE(a.attstattarget, -1) <> -1)
            THEN 'it has a statistics target'
          WHEN con.oid IS NOT NULL AND con.conname <> ic.relname THEN 'its constraint and index names differ'
+         WHEN con.contype = 'x' AND ic.reloptions IS NOT NULL
+           THEN 'it is an exclusion constraint with storage parameters'
        END
 FROM pg_catalog.pg_class t
 JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_catalog.pg_index i ON i.indrelid = t.oid
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = ic.reltablespace
 LEFT JOIN pg_catalog.pg_constraint con
        ON con.conindid = i.indexrelid AND con.conrelid = t.oid AND con.contype IN ('p', 'u', 'x')
 LEFT JOIN LATERAL (
@@ -84,6 +91,29 @@ ORDER BY ic.relname
 constexpr const char* kTableOid =
     "SELECT c.oid, c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE n.nspname = $1 AND c.relname = $2";
+
+// The statements that give back index `d` exactly, run in one transaction:
+// - a plain index: its pg_get_indexdef;
+// - a PRIMARY KEY / UNIQUE constraint: its index (pg_get_indexdef keeps the
+//   storage parameters, INCLUDE and NULLS NOT DISTINCT that
+//   pg_get_constraintdef leaves out), then ADD CONSTRAINT ... USING INDEX,
+//   which keeps the index name and works for every such index (plain btree
+//   columns, default ordering, no predicate);
+// - an EXCLUDE constraint: ADD CONSTRAINT with its pg_get_constraintdef (one
+//   with storage parameters is not deferred).
+// pg_get_indexdef never names the tablespace, so a SET LOCAL default_tablespace
+// comes first when the index is not in the database's default one.
+std::string Definition(const DeferredIndex& d, std::string_view contype, std::string_view indexdef,
+                       std::string_view condef, std::string_view deferrable,
+                       const std::optional<std::string>& tablespace) {
+  std::string out;
+  if (tablespace) out = fmt::format("SET LOCAL default_tablespace = {}; ", pg::QuoteIdent(*tablespace));
+  if (contype.empty()) return out + std::string(indexdef);
+  std::string add = fmt::format("ALTER TABLE {} ADD CONSTRAINT {} ", d.table.Quoted(), pg::QuoteIdent(d.constraint_name));
+  if (contype == "x") return out + add + std::string(condef);
+  return out + fmt::format("{}; {}{} USING INDEX {}{}", indexdef, add, contype == "p" ? "PRIMARY KEY" : "UNIQUE",
+                           pg::QuoteIdent(d.index_name), deferrable);
+}
 
 std::string DropStatement(const DeferredIndex& d) {
   if (!d.constraint_name.empty())
@@ -121,18 +151,14 @@ Result<std::vector<DeferredIndex>> DeferIndexes(pg::PgConn& subscriber, const st
   std::vector<DeferredIndex> deferred;
   for (int r = 0; r < rows->rows(); ++r) {
     std::string index_name(rows->Get(r, 0));
-    if (!rows->IsNull(r, 4)) {
+    if (!rows->IsNull(r, 7)) {
       spdlog::info("sub={} table={} index={} kept reason=\"{}\"", subscription, table.Display(),
-                   pg::QuoteIdentIfNeeded(index_name), rows->Get(r, 4));
+                   pg::QuoteIdentIfNeeded(index_name), rows->Get(r, 7));
       continue;
     }
     DeferredIndex d{table, index_name, std::string(rows->Get(r, 1)), ""};
-    if (d.constraint_name.empty()) {
-      d.definition = std::string(rows->Get(r, 2));
-    } else {
-      d.definition = fmt::format("ALTER TABLE {} ADD CONSTRAINT {} {}", table.Quoted(),
-                                 pg::QuoteIdent(d.constraint_name), rows->Get(r, 3));
-    }
+    d.definition = Definition(d, rows->Get(r, 2), rows->Get(r, 3), rows->Get(r, 4), rows->Get(r, 5),
+                              rows->GetOptional(r, 6));
     deferred.push_back(std::move(d));
   }
 

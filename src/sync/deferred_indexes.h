@@ -47,7 +47,15 @@ struct DeferredIndex {
   pg::QualifiedName table;
   std::string index_name;
   std::string constraint_name;  // empty for a plain index
-  std::string definition;       // CREATE [UNIQUE] INDEX ... or ALTER TABLE ... ADD CONSTRAINT ...
+  // The SQL that recreates it, one or more statements run in one transaction
+  // with an empty search_path: `CREATE [UNIQUE] INDEX ...` for an index;
+  // `CREATE UNIQUE INDEX ...; ALTER TABLE ... ADD CONSTRAINT c {PRIMARY KEY |
+  // UNIQUE} USING INDEX c [DEFERRABLE ...]` for a key (so nothing that
+  // pg_get_constraintdef omits, such as storage parameters, is lost);
+  // `ALTER TABLE ... ADD CONSTRAINT c EXCLUDE ...` for an exclusion constraint;
+  // preceded by `SET LOCAL default_tablespace = ...;` for an index outside
+  // the database's default tablespace.
+  std::string definition;
 };
 
 // REQUIRES: an open transaction on `subscriber` (the caller's copy

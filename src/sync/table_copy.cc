@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "common/fault.h"
 #include "common/log.h"
 #include "sync/deferred_indexes.h"
 
@@ -224,6 +225,7 @@ class Worker {
       t->bytes.fetch_add(static_cast<int64_t>(chunk.size()), std::memory_order_relaxed);
       t->rows.fetch_add(1, std::memory_order_relaxed);  // one row per message (plus header/trailer in binary)
     }
+    FaultPoint("copy_range");
     LORRY_ASSIGN_OR_RETURN(auto done, subscriber_.EndCopyIn());
     LORRY_RETURN_IF_ERROR(subscriber_.Exec("COMMIT").status());
     // The subscriber's own count is exact (binary COPY also sends a header
