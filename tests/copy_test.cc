@@ -154,6 +154,13 @@ TEST_F(Copy, TableWithRowsOnTheSubscriberIsRefusedNotOverwritten) {
   auto w = RunLorry(WithConfig({"wait", "--timeout", "3"}), 30);
   EXPECT_EQ(w.exit_code, 1) << w.all();
   EXPECT_NE(w.all().find("full_one"), std::string::npos) << w.all();
+  // The user asks for the subscriber's rows to be replaced: the running
+  // daemon empties the table and copies it.
+  auto add = RunLorry(WithConfig({"add", "--truncate", "full_one"}));
+  ASSERT_EQ(add.exit_code, 0) << add.all();
+  w = RunLorry(WithConfig({"wait", "--timeout", "60"}), 90);
+  ASSERT_EQ(w.exit_code, 0) << w.all() << run.Log();
+  ExpectSameContent("full_one");
 }
 
 }  // namespace

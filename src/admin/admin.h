@@ -24,6 +24,7 @@ struct AddOptions {
   bool all = false;
   std::string schema;  // with --all: only this schema
   bool insert_only = false;
+  bool truncate = false;  // empty the subscriber tables before their copy
 };
 Status Add(const Config& config, const AddOptions& options, std::ostream& out);
 Status Remove(const Config& config, const std::vector<std::string>& tables, std::ostream& out);

@@ -213,7 +213,7 @@ Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<C
 
 // Publication first, then lorry.tables (see the invariants at the top).
 Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const SubscriptionNames& names,
-                const std::vector<AddPlan>& plans, bool insert_only) {
+                const std::vector<AddPlan>& plans, bool insert_only, bool truncate) {
   const std::string& publication = insert_only ? names.insert_only_publication : names.publication;
   std::vector<const catalog::TableInfo*> to_publish;
   for (const auto& p : plans)
@@ -228,10 +228,13 @@ Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const Subscription
   StateStore store(&subscriber, names.name);
   return InTransaction(subscriber, [&]() -> Status {
     for (const auto& p : plans) {
-      if (p.in_state) continue;
+      if (p.in_state) {
+        if (truncate) LORRY_RETURN_IF_ERROR(store.AllowTruncate(p.table->name));
+        continue;
+      }
       std::optional<int64_t> estimate;
       if (p.table->rows_estimate >= 0) estimate = p.table->rows_estimate;
-      LORRY_RETURN_IF_ERROR(store.AddTable(p.table->name, p.insert_only, estimate));
+      LORRY_RETURN_IF_ERROR(store.AddTable(p.table->name, p.insert_only, estimate, truncate));
     }
     return Status::Ok();
   });
@@ -256,7 +259,7 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
   LORRY_ASSIGN_OR_RETURN(auto plans,
                          PlanAdd(subscriber, candidates, members, states, options.insert_only, &problems, &notes));
   if (!problems.empty()) return Refusal("add", "added", problems);
-  LORRY_RETURN_IF_ERROR(ApplyAdd(provider, subscriber, names, plans, options.insert_only));
+  LORRY_RETURN_IF_ERROR(ApplyAdd(provider, subscriber, names, plans, options.insert_only, options.truncate));
 
   int added = 0;
   for (const auto& p : plans) {

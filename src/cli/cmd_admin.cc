@@ -33,6 +33,8 @@ void RegisterAdd(CLI::App& app, GlobalOptions& g, Action& action) {
   cmd->add_option("tables", opts->tables, "tables, qualified or not (SQL quoting allowed)");
   cmd->add_flag("--all", opts->all, "every table of every user schema (or of --schema)");
   cmd->add_option("--schema", opts->schema, "with --all: only this schema");
+  cmd->add_flag("--truncate", opts->truncate,
+                "empty the tables on the subscriber before copying (else a table with rows is refused)");
   cmd->add_flag("--insert-only", opts->insert_only,
                 "replicate only INSERT and TRUNCATE (for tables without a replica identity)");
   cmd->callback([&, opts] {

@@ -59,6 +59,8 @@ constexpr const char* kSchemaV2 = R"sql(
 ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS copy_started_at timestamptz;
 ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS copy_finished_at timestamptz;
 ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS bytes_estimate bigint;
+-- `lorry add --truncate`: empty the subscriber table before copying into it.
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS truncate_before_copy boolean NOT NULL DEFAULT false;
 -- An index or constraint dropped before a table's copy and not yet rebuilt.
 -- The row is deleted in the same transaction that rebuilds it, so a crash at
 -- any moment leaves every dropped index either here or back on its table.
@@ -231,13 +233,27 @@ Result<std::optional<TableState>> StateStore::GetTable(const pg::QualifiedName& 
   return std::optional<TableState>(TableFromRow(r, 0));
 }
 
-Status StateStore::AddTable(const pg::QualifiedName& name, bool insert_only, std::optional<int64_t> rows_estimate) {
+Status StateStore::AddTable(const pg::QualifiedName& name, bool insert_only, std::optional<int64_t> rows_estimate,
+                            bool truncate_before_copy) {
   std::optional<std::string> est;
   if (rows_estimate) est = std::to_string(*rows_estimate);
   return conn_
-      ->ExecParams("INSERT INTO lorry.tables (subscription, nspname, relname, insert_only, rows_estimate) "
-                   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subscription, nspname, relname) DO NOTHING",
-                   {sub_, name.schema, name.name, insert_only ? "true" : "false", est})
+      ->ExecParams("INSERT INTO lorry.tables (subscription, nspname, relname, insert_only, rows_estimate, "
+                   "truncate_before_copy) VALUES ($1, $2, $3, $4, $5, $6) "
+                   "ON CONFLICT (subscription, nspname, relname) DO NOTHING",
+                   {sub_, name.schema, name.name, insert_only ? "true" : "false", est,
+                    truncate_before_copy ? "true" : "false"})
+      .status();
+}
+
+Status StateStore::AllowTruncate(const pg::QualifiedName& name) {
+  // A table refused for holding rows is copied again, emptied first.
+  return conn_
+      ->ExecParams("UPDATE lorry.tables SET truncate_before_copy = true, "
+                   "state = CASE WHEN state = 'error' THEN 'pending' ELSE state END, "
+                   "error = CASE WHEN state = 'error' THEN NULL ELSE error END "
+                   "WHERE subscription = $1 AND nspname = $2 AND relname = $3",
+                   {sub_, name.schema, name.name})
       .status();
 }
 

@@ -74,7 +74,11 @@ class StateStore {
   Result<std::vector<TableState>> ListTables();
   Result<std::optional<TableState>> GetTable(const pg::QualifiedName& name);
 
-  Status AddTable(const pg::QualifiedName& name, bool insert_only, std::optional<int64_t> rows_estimate);
+  Status AddTable(const pg::QualifiedName& name, bool insert_only, std::optional<int64_t> rows_estimate,
+                  bool truncate_before_copy = false);
+  // Marks an added table to be emptied before its copy (`add --truncate`);
+  // one in state `error` goes back to `pending`.
+  Status AllowTruncate(const pg::QualifiedName& name);
   Status RemoveTable(const pg::QualifiedName& name);
   Status SetState(const pg::QualifiedName& name, TableStateKind state, std::optional<Lsn> sync_lsn = std::nullopt,
                   const std::string& error = "");

@@ -103,19 +103,36 @@ Result<std::vector<std::unique_ptr<TableCopy>>> Plan(const CopyPlan& plan, const
   return out;
 }
 
+// Empties a subscriber table. TRUNCATE is refused for a table that foreign
+// keys point at; DELETE (in replica mode, without their checks) is not.
+Status EmptyTable(pg::PgConn& subscriber, const pg::QualifiedName& table) {
+  LORRY_RETURN_IF_ERROR(subscriber.Exec("SAVEPOINT lorry_empty").status());
+  auto truncated = subscriber.Exec(fmt::format("TRUNCATE {}", table.Quoted()));
+  if (truncated.ok()) return subscriber.Exec("RELEASE SAVEPOINT lorry_empty").status();
+  LORRY_RETURN_IF_ERROR(subscriber.Exec("ROLLBACK TO SAVEPOINT lorry_empty").status());
+  LORRY_RETURN_IF_ERROR(subscriber.Exec("SET LOCAL session_replication_role = replica").status());
+  return subscriber.Exec(fmt::format("DELETE FROM {}", table.Quoted())).status();
+}
+
 // The `begin` phase: verify the table is empty, defer its indexes, mark it
 // `copying`, in one subscriber transaction.
 Status BeginTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
   StateStore state(&subscriber, plan.subscription);
   LORRY_RETURN_IF_ERROR(subscriber.Exec("BEGIN").status());
   auto body = [&]() -> Status {
+    LORRY_ASSIGN_OR_RETURN(auto truncate, subscriber.QueryValue(
+                                              "SELECT truncate_before_copy FROM lorry.tables WHERE subscription = $1 "
+                                              "AND nspname = $2 AND relname = $3",
+                                              {plan.subscription, t->table.schema, t->table.name}));
+    if (truncate && *truncate == "t") LORRY_RETURN_IF_ERROR(EmptyTable(subscriber, t->table));
     LORRY_ASSIGN_OR_RETURN(auto has_rows,
                            subscriber.QueryValue(fmt::format("SELECT 1 FROM {} LIMIT 1", t->table.Quoted())));
     if (has_rows)
       return Status::Precondition(fmt::format(
-          "table {} already has rows on the subscriber; lorry copies only into empty tables. Empty it "
-          "(TRUNCATE {}) and lorry copies it on its next start, or `lorry remove` it",
-          t->table.Display(), t->table.Quoted()));
+          "table {} already has rows on the subscriber; lorry copies only into empty tables. To replace them "
+          "with the provider's rows: `lorry add --truncate {}`; or empty it yourself (TRUNCATE {}) and lorry "
+          "copies it on its next start; or `lorry remove` it",
+          t->table.Display(), t->table.Display(), t->table.Quoted()));
     LORRY_ASSIGN_OR_RETURN(auto deferred, DeferIndexes(subscriber, plan.subscription, t->table));
     LORRY_RETURN_IF_ERROR(state.SetState(t->table, TableStateKind::kCopying));
     LORRY_RETURN_IF_ERROR(
@@ -380,12 +397,10 @@ Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscri
   for (int i = 0; i < r.rows(); ++i) {
     pg::QualifiedName t{std::string(r.Get(i, 0)), std::string(r.Get(i, 1))};
     // Empty when its copy began; only lorry's copy wrote to it since.
-    auto truncated = subscriber.Exec(fmt::format("TRUNCATE {}", t.Quoted()));
-    if (!truncated.ok()) {
-      // Tables referenced by foreign keys cannot be truncated alone.
-      LORRY_RETURN_IF_ERROR(subscriber.Exec("SET session_replication_role = replica").status());
-      LORRY_RETURN_IF_ERROR(subscriber.Exec(fmt::format("DELETE FROM {}", t.Quoted())).status());
-    }
+    LORRY_RETURN_IF_ERROR(subscriber.Exec("BEGIN").status());
+    Status s = EmptyTable(subscriber, t);
+    LORRY_RETURN_IF_ERROR(subscriber.Exec(s.ok() ? "COMMIT" : "ROLLBACK").status());
+    LORRY_RETURN_IF_ERROR(s);
     spdlog::info("sub={} table={} copy was interrupted: emptied, copying it again", subscription, t.Display());
   }
   return subscriber
