@@ -30,7 +30,8 @@ struct TableCopy {
   bool freeze = false;        // one range, no foreign keys point at it: TRUNCATE + COPY FREEZE
   int64_t size_bytes = 0;
   int64_t rows_estimate = -1;
-  std::vector<BlockRange> ranges;  // empty: the whole table in one COPY
+  std::vector<std::string> ranges;  // WHERE clauses; empty: the whole table in one COPY
+  std::string split_by;              // "ctid", or the key column
   std::atomic<int> ranges_left{0};
   std::atomic<int64_t> rows{0};
   std::atomic<int64_t> bytes{0};
@@ -69,6 +70,28 @@ pg::ConnectOptions CopyOptions(const char* role) {
   return {{{"options", pg::kTextSessionOptions}, {"application_name", "lorry_copy"}}, role};
 }
 
+// Before PostgreSQL 14 (no TID range scans): ranges of a one-column integer
+// primary key, read through its index; other tables are not split.
+Result<std::vector<std::string>> SplitByIntegerKey(pg::PgConn& provider, const catalog::TableInfo& t, int n,
+                                                   std::string* split_by) {
+  if (!t.has_primary_key) return std::vector<std::string>();
+  const catalog::ColumnInfo* key = nullptr;
+  int keys = 0;
+  for (const auto& c : t.columns)
+    if (c.identity_key && t.replica_identity != 'f') {
+      key = &c;
+      keys++;
+    }
+  constexpr Oid kInt2 = 21, kInt4 = 23, kInt8 = 20;
+  if (keys != 1 || (key->type_oid != kInt2 && key->type_oid != kInt4 && key->type_oid != kInt8))
+    return std::vector<std::string>();
+  LORRY_ASSIGN_OR_RETURN(auto r, provider.Exec(fmt::format("SELECT min({0})::bigint, max({0})::bigint FROM {1}",
+                                                           pg::QuoteIdent(key->name), t.name.Quoted())));
+  if (r.IsNull(0, 0)) return std::vector<std::string>();
+  *split_by = key->name;
+  return SplitByKey(pg::QuoteIdent(key->name), r.GetInt(0, 0), r.GetInt(0, 1), n);
+}
+
 // Plans every table: columns, format, ranges. Runs on a provider connection
 // outside the snapshot (sizes only guide the split).
 Result<std::vector<std::unique_ptr<TableCopy>>> Plan(const CopyPlan& plan, const std::vector<CopyTask>& tasks,
@@ -88,10 +111,15 @@ Result<std::vector<std::unique_ptr<TableCopy>>> Plan(const CopyPlan& plan, const
     t->binary = SameBuiltinTypes(*p, *s);
     t->size_bytes = p->bytes_estimate;
     t->rows_estimate = p->rows_estimate;
-    if (tid_ranges && p->relkind == 'r' && p->bytes_estimate > plan.split_tables_larger_than) {
+    if (p->relkind == 'r' && p->bytes_estimate > plan.split_tables_larger_than) {
       int64_t n = (p->bytes_estimate + plan.split_tables_larger_than - 1) / plan.split_tables_larger_than;
       n = std::clamp<int64_t>(std::max<int64_t>(n, plan.jobs), 2, kMaxRanges);
-      t->ranges = SplitBlocks(p->bytes_estimate / block, static_cast<int>(n));
+      if (tid_ranges) {
+        t->ranges = SplitByBlocks(p->bytes_estimate / block, static_cast<int>(n));
+        t->split_by = "ctid";
+      } else {
+        LORRY_ASSIGN_OR_RETURN(t->ranges, SplitByIntegerKey(provider, *p, static_cast<int>(n), &t->split_by));
+      }
     }
     LORRY_ASSIGN_OR_RETURN(auto referenced,
                            subscriber.QueryValue("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' "
@@ -143,9 +171,10 @@ Status BeginTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
                         {plan.subscription, t->table.schema, t->table.name, std::to_string(t->size_bytes),
                          std::to_string(t->rows_estimate)})
             .status());
-    spdlog::info("sub={} table={} copy begins size={} ranges={} format={} freeze={} deferred_indexes={}",
+    spdlog::info("sub={} table={} copy begins size={} ranges={}{} format={} freeze={} deferred_indexes={}",
                  plan.subscription, t->table.Display(), t->size_bytes, std::max<size_t>(1, t->ranges.size()),
-                 t->binary ? "binary" : "text", t->freeze, deferred.size());
+                 t->split_by.empty() ? "" : " split_by=" + t->split_by, t->binary ? "binary" : "text", t->freeze,
+                 deferred.size());
     return Status::Ok();
   };
   Status s = body();
@@ -204,12 +233,7 @@ class Worker {
   // Copies one unit in one subscriber transaction.
   Status Copy(const Unit& u) {
     TableCopy* t = u.copy;
-    std::string where;
-    if (u.range >= 0) {
-      const BlockRange& r = t->ranges[u.range];
-      where = fmt::format(" WHERE ctid >= '({},0)'::tid", r.begin);
-      if (r.end >= 0) where += fmt::format(" AND ctid < '({},0)'::tid", r.end);
-    }
+    std::string where = u.range >= 0 ? " WHERE " + t->ranges[u.range] : "";
     std::string format = t->binary ? "FORMAT binary" : "FORMAT text";
     LORRY_RETURN_IF_ERROR(subscriber_.Exec("BEGIN").status());
     bool freeze = false;
@@ -377,15 +401,40 @@ class ProgressReporter {
 
 }  // namespace
 
-std::vector<BlockRange> SplitBlocks(int64_t blocks, int n) {
-  std::vector<BlockRange> out;
+std::vector<std::string> SplitByBlocks(int64_t blocks, int n) {
   n = std::max(1, n);
   if (blocks < n) n = static_cast<int>(std::max<int64_t>(1, blocks));
+  std::vector<std::string> out;
   int64_t begin = 0;
   for (int i = 0; i < n; ++i) {
-    int64_t end = (i == n - 1) ? -1 : blocks * (i + 1) / n;
-    out.push_back({begin, end});
+    if (i == n - 1) {
+      out.push_back(fmt::format("ctid >= '({},0)'::tid", begin));
+      break;
+    }
+    int64_t end = blocks * (i + 1) / n;
+    out.push_back(fmt::format("ctid >= '({},0)'::tid AND ctid < '({},0)'::tid", begin, end));
     begin = end;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitByKey(const std::string& column, int64_t min, int64_t max, int n) {
+  n = std::max(1, n);
+  // Width in unsigned arithmetic: max - min can overflow int64.
+  uint64_t width = static_cast<uint64_t>(max) - static_cast<uint64_t>(min);
+  if (width < static_cast<uint64_t>(n)) n = static_cast<int>(std::max<uint64_t>(1, width));
+  std::vector<std::string> out;
+  if (n == 1) return {"true"};
+  int64_t prev = 0;
+  for (int i = 1; i <= n; ++i) {
+    if (i == n) {
+      out.push_back(fmt::format("{} >= {}", column, prev));
+      break;
+    }
+    int64_t bound = static_cast<int64_t>(static_cast<uint64_t>(min) + width / n * i);
+    out.push_back(i == 1 ? fmt::format("{} < {}", column, bound)
+                         : fmt::format("{} >= {} AND {} < {}", column, prev, column, bound));
+    prev = bound;
   }
   return out;
 }

@@ -59,12 +59,13 @@ Status CopyTables(const CopyPlan& plan, const std::vector<CopyTask>& tasks, cons
 // `copying` and marks them `pending` again.
 Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription);
 
-// Splits [0, blocks) into `n` contiguous block ranges; the last is open-ended
-// (end = -1) so that rows in pages added since the size was read are copied.
-struct BlockRange {
-  int64_t begin = 0;
-  int64_t end = -1;  // exclusive; -1: to the end of the table
-};
-std::vector<BlockRange> SplitBlocks(int64_t blocks, int n);
+// WHERE clauses that split a table into `n` disjoint ranges covering every
+// row. By block (ctid, PostgreSQL 14+): [0, blocks) in contiguous block
+// ranges, the last open-ended so that rows in pages added since the size was
+// read are copied too.
+std::vector<std::string> SplitByBlocks(int64_t blocks, int n);
+// By an integer key (`column` already quoted) between min and max: the first
+// range is open below and the last open above.
+std::vector<std::string> SplitByKey(const std::string& column, int64_t min, int64_t max, int n);
 
 }  // namespace lorry::sync
