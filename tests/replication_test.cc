@@ -322,6 +322,28 @@ TEST_F(Replication, RestartResumesFromOrigin) {
   EXPECT_NE(second.all().find("already active"), std::string::npos) << second.all();
 }
 
+// A backlog of small provider transactions is applied in far fewer
+// subscriber transactions (grouped commits), with every change kept.
+TEST_F(Replication, BacklogOfSmallTransactionsIsAppliedInGroups) {
+  BothSql("CREATE TABLE g (id int PRIMARY KEY, n int)");
+  InitAndAdd({"g"});
+  auto run = StartRun();
+  Wait(run.get());
+  EXPECT_EQ(run->Terminate(), 0);
+  auto p = ConnectProvider();
+  for (int i = 1; i <= 3000; ++i) ASSERT_TRUE(p.Exec(fmt::format("INSERT INTO g VALUES ({}, {})", i, i)).ok());
+  std::string commits = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()";
+  int64_t before = std::stoll(SubscriberValue(commits));
+  run = StartRun();
+  Wait(run.get());
+  EXPECT_EQ(run->Terminate(), 0);
+  ExpectSameContent("g");
+  // Ended sessions have flushed their statistics.
+  int64_t delta = std::stoll(SubscriberValue(commits)) - before;
+  EXPECT_LT(delta, 1000) << "subscriber commits for 3000 provider transactions";
+  EXPECT_EQ(SubscriberValue("SELECT xacts_applied FROM lorry.subscriptions"), "3000");
+}
+
 TEST_F(Replication, ProviderRestartWhileStreaming) {
   BothSql("CREATE TABLE pr (id int PRIMARY KEY, v int)");
   InitAndAdd({"pr"});

@@ -9,8 +9,14 @@ namespace lorry::apply {
 using protocol::TupleColumn;
 using protocol::TupleData;
 
-Applier::Applier(pg::PgConn* conn, std::string origin, TableFilter filter, int statement_cache_size)
-    : conn_(conn), pipeline_(conn), origin_(std::move(origin)), filter_(std::move(filter)), statement_cache_size_(statement_cache_size) {}
+Applier::Applier(pg::PgConn* conn, std::string origin, TableFilter filter, int statement_cache_size,
+                 GroupLimits limits)
+    : conn_(conn),
+      pipeline_(conn),
+      origin_(std::move(origin)),
+      filter_(std::move(filter)),
+      statement_cache_size_(statement_cache_size),
+      limits_(limits) {}
 
 Status Applier::Setup() {
   LORRY_RETURN_IF_ERROR(
@@ -70,29 +76,49 @@ Status Applier::OnCommit(const protocol::CommitMsg& m) {
   if (m.commit_lsn != xact_final_lsn_)
     return Status::Protocol(fmt::format("COMMIT at {} does not match BEGIN's final LSN {}", m.commit_lsn.ToString(),
                                         xact_final_lsn_.ToString()));
-  if (in_local_xact_) {
-    // The origin's progress commits atomically with the data: after a crash
-    // lorry resumes right after this transaction, never before or past it.
-    std::string context = fmt::format("commit of provider transaction ending at {}", m.end_lsn.ToString());
-    std::string setup = fmt::format(
-        "SELECT pg_replication_origin_xact_setup('{}', timestamptz '2000-01-01 00:00:00+00' + "
-        "make_interval(secs => {:.6f}))",
-        m.end_lsn.ToString(), static_cast<double>(m.commit_time) / 1e6);
-    Status s = pipeline_.SendQuery(setup, context);
-    if (s.ok()) s = pipeline_.SendQuery("COMMIT", context);
-    if (s.ok()) s = pipeline_.Sync();
-    in_local_xact_ = false;
-    if (!s.ok()) {
-      (void)pipeline_.Sync();
-      (void)conn_->Exec("ROLLBACK");
-      return s;
-    }
-    stats_.xacts++;
-    stats_.changes += xact_changes_;
-  }
   in_remote_xact_ = false;
-  last_commit_end_ = m.end_lsn;
-  last_commit_time_ = m.commit_time;
+  if (!in_local_xact_) {
+    // Nothing of it applied and no group open: nothing to make durable.
+    last_commit_end_ = m.end_lsn;
+    last_commit_time_ = m.commit_time;
+    return Status::Ok();
+  }
+  if (group_xacts_ == 0) group_started_ = std::chrono::steady_clock::now();
+  group_end_ = m.end_lsn;
+  group_commit_time_ = m.commit_time;
+  group_xacts_ += xact_changes_ > 0 ? 1 : 0;
+  group_changes_ += xact_changes_;
+  if (group_changes_ >= limits_.max_changes ||
+      std::chrono::steady_clock::now() - group_started_ >= std::chrono::milliseconds(limits_.max_delay_ms))
+    return CommitGroup();
+  return Status::Ok();
+}
+
+Status Applier::CommitGroup() {
+  if (!group_pending()) return Status::Ok();
+  // The origin's progress commits atomically with the data: after a crash
+  // lorry resumes right after the group's last transaction, never before or
+  // past it.
+  std::string context = fmt::format("commit of provider transactions ending at {}", group_end_.ToString());
+  std::string setup = fmt::format(
+      "SELECT pg_replication_origin_xact_setup('{}', timestamptz '2000-01-01 00:00:00+00' + "
+      "make_interval(secs => {:.6f}))",
+      group_end_.ToString(), static_cast<double>(group_commit_time_) / 1e6);
+  Status s = pipeline_.SendQuery(setup, context);
+  if (s.ok()) s = pipeline_.SendQuery("COMMIT", context);
+  if (s.ok()) s = pipeline_.Sync();
+  in_local_xact_ = false;
+  if (!s.ok()) {
+    (void)pipeline_.Sync();
+    (void)conn_->Exec("ROLLBACK");
+    group_xacts_ = group_changes_ = 0;
+    return s;
+  }
+  stats_.xacts += group_xacts_;
+  stats_.changes += group_changes_;
+  last_commit_end_ = group_end_;
+  last_commit_time_ = group_commit_time_;
+  group_xacts_ = group_changes_ = 0;
   return Status::Ok();
 }
 
@@ -101,6 +127,7 @@ void Applier::Rollback() {
   if (in_local_xact_) (void)conn_->Exec("ROLLBACK");
   in_local_xact_ = false;
   in_remote_xact_ = false;
+  group_xacts_ = group_changes_ = 0;
 }
 
 Status Applier::OnRelation(const protocol::RelationMsg& m) {

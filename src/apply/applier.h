@@ -5,16 +5,19 @@
 // Invariants:
 //  - A subscriber transaction is open only between a BEGIN that had at least
 //    one change to apply and its COMMIT; Rollback() discards it.
-//  - After Commit() returns ok, the transaction and the origin's progress
-//    (its end LSN) are durable on the subscriber: synchronous_commit is on
-//    for this session, so the end LSN may be reported to the provider as
-//    flushed.
+//  - last_commit_end() only moves when a subscriber commit carrying the
+//    origin's progress (that end LSN) is durable: synchronous_commit is on
+//    for this session, so it may be reported to the provider as flushed.
+//  - Provider transactions may be grouped into one subscriber transaction;
+//    the group commits with the origin at its last transaction's end LSN,
+//    so a crash loses the whole group, which is then received again.
 //  - Statements are pipelined: results are read in batches and at commit,
 //    never one round trip per row.
 //  - Statements are prepared once per (table, operation, columns sent, NULL
 //    pattern of the key), never built per row with values inlined.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -44,8 +47,16 @@ class Applier {
   // record starts at `final_lsn` is applied (a table still copying is not).
   using TableFilter = std::function<bool(const pg::QualifiedName& table, Lsn final_lsn)>;
 
+  // Several small provider transactions may share one subscriber
+  // transaction (a group), committed with the origin at the last one's end.
+  struct GroupLimits {
+    int max_changes = 10000;  // commit the group once it holds this many changes
+    int max_delay_ms = 50;    // or once it is this old
+  };
+
   // REQUIRES: conn outlives the Applier and is used by nobody else.
-  Applier(pg::PgConn* conn, std::string origin, TableFilter filter, int statement_cache_size = 1000);
+  Applier(pg::PgConn* conn, std::string origin, TableFilter filter, int statement_cache_size,
+          GroupLimits limits);
   Applier(const Applier&) = delete;
   Applier& operator=(const Applier&) = delete;
 
@@ -58,7 +69,14 @@ class Applier {
   // Discards an open subscriber transaction (e.g. when stopping mid-stream).
   void Rollback();
 
-  bool in_transaction() const { return in_remote_xact_; }
+  // Whether provider transactions are applied but not yet committed on the
+  // subscriber; CommitGroup() commits them (the caller does when no more
+  // data is waiting, so that a lone transaction is not delayed).
+  bool group_pending() const { return in_local_xact_ && !in_remote_xact_; }
+  Status CommitGroup();
+
+  // True while anything received is not durable on the subscriber.
+  bool in_transaction() const { return in_remote_xact_ || in_local_xact_; }
   Lsn last_commit_end() const { return last_commit_end_; }
   int64_t last_commit_time() const { return last_commit_time_; }
   const ApplyStats& stats() const { return stats_; }
@@ -103,6 +121,7 @@ class Applier {
   std::string origin_;
   TableFilter filter_;
   int statement_cache_size_;
+  GroupLimits limits_;
 
   std::unordered_map<Oid, Relation> relations_;
   std::unordered_map<std::string, std::string> statements_;  // cache key -> prepared name
@@ -115,6 +134,12 @@ class Applier {
   Lsn last_commit_end_;
   int64_t last_commit_time_ = 0;
   int64_t xact_changes_ = 0;
+  // The open group: provider transactions applied, not yet committed.
+  Lsn group_end_;
+  int64_t group_commit_time_ = 0;
+  int64_t group_xacts_ = 0;
+  int64_t group_changes_ = 0;
+  std::chrono::steady_clock::time_point group_started_;
   ApplyStats stats_;
 };
 

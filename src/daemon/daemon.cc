@@ -276,7 +276,8 @@ class Session {
     applier_ = std::make_unique<apply::Applier>(
         &apply_conn_, names_.origin,
         [this](const pg::QualifiedName& t, Lsn final_lsn) { return ShouldApply(t, final_lsn); },
-        config_.apply.statement_cache_size);
+        config_.apply.statement_cache_size,
+        apply::Applier::GroupLimits{config_.apply.group_max_changes, config_.apply.group_max_delay_ms});
     applier_->set_stats(*stats_);
     LORRY_RETURN_IF_ERROR(applier_->Setup());
     LORRY_ASSIGN_OR_RETURN(auto origin_lsn,
@@ -296,7 +297,11 @@ class Session {
     protocol::PgOutputDecoder decoder(proto_version_);
     last_tick_ = Clock::now();
     while (!stop_.load()) {
-      LORRY_ASSIGN_OR_RETURN(auto data, repl_.Read(std::chrono::milliseconds(100)));
+      // With a group open, only look at what is already waiting: when
+      // nothing is, the group commits now (a lone transaction is not delayed).
+      bool group = applier_->group_pending();
+      LORRY_ASSIGN_OR_RETURN(auto data, repl_.Read(std::chrono::milliseconds(group ? 0 : 100)));
+      if (!data && group) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
       if (data) {
         LORRY_ASSIGN_OR_RETURN(auto frame, protocol::ParseWalSenderFrame(*data));
         if (auto* x = std::get_if<protocol::XLogData>(&frame)) {
@@ -322,10 +327,21 @@ class Session {
         }
       }
       if (Clock::now() - last_tick_ >= std::chrono::seconds(1)) LORRY_RETURN_IF_ERROR(Tick());
+      if (restart_ && applier_->group_pending()) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
       if (restart_ && !applier_->in_transaction()) break;
     }
+    if (applier_->group_pending()) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
     applier_->Rollback();
     return Tick();
+  }
+
+  Status CommitGroupOrFail() {
+    Status s = applier_->CommitGroup();
+    if (!s.ok()) {
+      applier_->Rollback();
+      apply_failed_ = true;
+    }
+    return s;
   }
 
   const Config& config_;

@@ -70,13 +70,16 @@ Result<std::optional<std::string>> ReplicationConn::Read(std::chrono::millisecon
       return s.kind() == Status::Kind::kServer ? Status::Connection(s.message()) : s;
     }
     if (n == -2) return conn_.ConnectionError("reading the replication stream");
-    // n == 0: nothing buffered; wait for the socket.
+    // n == 0: nothing buffered; wait for the socket (a zero timeout still
+    // looks once at what the kernel has received).
     auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return std::optional<std::string>();
-    int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
+    int ms = now >= deadline
+                 ? 0
+                 : static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
     pollfd p{PQsocket(conn_.raw()), POLLIN, 0};
-    int rc = poll(&p, 1, ms > 0 ? ms : 1);
+    int rc = poll(&p, 1, ms);
     if (rc < 0 && errno != EINTR) return conn_.ConnectionError("waiting for the replication stream");
+    if (rc == 0 && std::chrono::steady_clock::now() >= deadline) return std::optional<std::string>();
     if (rc > 0 && PQconsumeInput(conn_.raw()) == 0) return conn_.ConnectionError("reading the replication stream");
   }
 }
