@@ -108,6 +108,12 @@ Status Wait(const Config& config, double timeout_seconds, std::ostream& out) {
           out << "caught up at " << target.ToString() << "\n";
           return Status::Ok();
         }
+        // A table in `error` needs the user: waiting longer cannot help.
+        bool stuck = false;
+        for (const auto& t : last.not_ready) stuck |= t.state == TableStateKind::kError;
+        if (stuck)
+          return Status::NotTrue(fmt::format("subscription \"{}\" cannot catch up until these are fixed:{}",
+                                             names.name, Behind(last, target)));
       } else if (p.status().kind() == Status::Kind::kConnection) {
         // The subscriber restarting is no reason to give up: reconnect.
         last_error = p.status();
