@@ -57,6 +57,7 @@ int Main(int argc, char** argv) {
   RegisterStatus(app, g, action);
   RegisterDrop(app, g, action);
   RegisterDemo(app, g, action);
+  RegisterDecode(app, g, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -41,6 +41,7 @@ void RegisterWait(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterStatus(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDrop(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDemo(CLI::App& app, GlobalOptions& g, Action& action);
+void RegisterDecode(CLI::App& app, GlobalOptions& g, Action& action);
 
 int Main(int argc, char** argv);
 
