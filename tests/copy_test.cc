@@ -120,7 +120,7 @@ TEST_F(Copy, Kill9DuringCopyThenRunAgainEndsIdentical) {
     std::string seen;
     EXPECT_TRUE(Eventually([&] {
       seen = RunLorry(WithConfig({"status"})).out;
-      return seen.find("table copying: ") != std::string::npos && seen.find("s left") != std::string::npos &&
+      return seen.find(" copying: ") != std::string::npos && seen.find("s left") != std::string::npos &&
              seen.find("indexes to rebuild") != std::string::npos;
     }, 30)) << seen;
     run.Kill9();
@@ -134,6 +134,37 @@ TEST_F(Copy, Kill9DuringCopyThenRunAgainEndsIdentical) {
   EXPECT_EQ(Indexes(true, "big"), Indexes(false, "big"));
   EXPECT_EQ(SubscriberValue("SELECT count(*) FROM lorry.deferred_indexes"), "0");
   EXPECT_NE(run.Log().find("copy was interrupted"), std::string::npos) << run.Log();
+}
+
+// Killed after all rows are in but before the indexes are back: the rows
+// are kept, the indexes rebuilt, and the table is not `ready` before that.
+TEST_F(Copy, Kill9DuringIndexRebuildKeepsTheRows) {
+  BothSql(kSchema);
+  ProviderSql("INSERT INTO big SELECT g, 'c' || g, md5(g::text), g % 100 FROM generate_series(1, 20000) g");
+  Config("1GB");
+  ASSERT_EQ(RunLorry(WithConfig({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(WithConfig({"add", "big", "ref"})).exit_code, 0);
+  {
+    setenv("LORRY_FAULT_SLEEP", "index_rebuild:60000", 1);
+    LorryProcess run(WithConfig({"run"}));
+    unsetenv("LORRY_FAULT_SLEEP");
+    ASSERT_TRUE(Eventually([&] {
+      return SubscriberValue("SELECT count(*) FROM lorry.tables WHERE copy_finished_at IS NOT NULL") == "2";
+    }, 60)) << run.Log();
+    // Rows in, indexes not: still `copying`, and `wait` does not call it done.
+    EXPECT_EQ(SubscriberValue("SELECT state FROM lorry.tables WHERE relname = 'big'"), "copying");
+    EXPECT_EQ(RunLorry(WithConfig({"wait", "--timeout", "1"}), 30).exit_code, 1);
+    run.Kill9();
+  }
+  EXPECT_NE(SubscriberValue("SELECT count(*) FROM lorry.deferred_indexes"), "0");
+  LorryProcess run(WithConfig({"run"}));
+  auto w = RunLorry(WithConfig({"wait", "--timeout", "60"}), 90);
+  ASSERT_EQ(w.exit_code, 0) << w.all() << run.Log();
+  ExpectSameContent("big");
+  EXPECT_EQ(Indexes(true, "big"), Indexes(false, "big"));
+  EXPECT_EQ(Indexes(true, "ref"), Indexes(false, "ref"));
+  EXPECT_EQ(run.Log().find("copy was interrupted"), std::string::npos) << run.Log();
+  EXPECT_EQ(SubscriberValue("SELECT string_agg(state, ',') FROM lorry.tables"), "ready,ready");
 }
 
 TEST_F(Copy, TableWithRowsOnTheSubscriberIsRefusedNotOverwritten) {

@@ -134,13 +134,23 @@ class Session {
     return plan;
   }
 
-  // Indexes deferred by a copy that a crash interrupted before their rebuild.
+  // Indexes deferred by a copy that a crash interrupted before their
+  // rebuild; tables whose rows were all in then complete their copy. They
+  // go to `catching_up` at their copy's LSN: the stream makes them `ready`
+  // once it is past it (at once for the initial copy).
   Status RebuildLeftoverIndexes() {
     LORRY_ASSIGN_OR_RETURN(int64_t left, sync::CountDeferredIndexes(control_, config_.name));
-    if (left == 0) return Status::Ok();
-    spdlog::info("sub={} rebuilding {} indexes deferred by an interrupted copy", config_.name, left);
-    return sync::RebuildDeferredIndexes(config_.subscriber, config_.name, std::nullopt, config_.copy.index_jobs,
-                                        config_.copy.maintenance_work_mem, stop_);
+    if (left > 0) {
+      spdlog::info("sub={} rebuilding {} indexes deferred by an interrupted copy", config_.name, left);
+      LORRY_RETURN_IF_ERROR(sync::RebuildDeferredIndexes(config_.subscriber, config_.name, std::nullopt,
+                                                         config_.copy.index_jobs, config_.copy.maintenance_work_mem,
+                                                         stop_));
+    }
+    LORRY_ASSIGN_OR_RETURN(auto copied, TablesIn(TableStateKind::kCopying));
+    for (const auto& t : copied)
+      LORRY_RETURN_IF_ERROR(
+          sync::CompleteTable(config_.subscriber, config_.name, t.name, TableStateKind::kCatchingUp));
+    return Status::Ok();
   }
 
   Status PrepareSlotAndCopies() {

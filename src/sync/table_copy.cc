@@ -185,17 +185,19 @@ Status BeginTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
   return subscriber.Exec("COMMIT").status();
 }
 
-// The `finish` phase: the table's final state and totals.
+// The `finish` phase: all rows are in. The table stays `copying` (with its
+// copy_finished_at and sync LSN recorded) until its deferred indexes are
+// rebuilt: only then does it move on, so that nothing (`wait`, the stream)
+// treats a table without its keys as done.
 Status FinishTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
   StateStore state(&subscriber, plan.subscription);
   LORRY_RETURN_IF_ERROR(subscriber.Exec("BEGIN").status());
   Status s = state.SetCopyProgress(t->table, t->rows.load(), t->bytes.load());
-  if (s.ok()) s = state.SetState(t->table, plan.done_state, plan.sync_lsn);
   if (s.ok())
     s = subscriber
-            .ExecParams("UPDATE lorry.tables SET copy_finished_at = now() WHERE subscription = $1 AND nspname = $2 "
-                        "AND relname = $3",
-                        {plan.subscription, t->table.schema, t->table.name})
+            .ExecParams("UPDATE lorry.tables SET copy_finished_at = now(), sync_lsn = $4 WHERE subscription = $1 "
+                        "AND nspname = $2 AND relname = $3",
+                        {plan.subscription, t->table.schema, t->table.name, plan.sync_lsn.ToString()})
             .status();
   if (!s.ok()) {
     (void)subscriber.Exec("ROLLBACK");
@@ -203,9 +205,8 @@ Status FinishTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
   }
   LORRY_RETURN_IF_ERROR(subscriber.Exec("COMMIT").status());
   double secs = std::chrono::duration<double>(Clock::now() - t->started).count();
-  spdlog::info("sub={} table={} copied rows={} bytes={} seconds={:.2f} state={} sync_lsn={}", plan.subscription,
-               t->table.Display(), t->rows.load(), t->bytes.load(), secs, TableStateName(plan.done_state),
-               plan.sync_lsn.ToString());
+  spdlog::info("sub={} table={} copied rows={} bytes={} seconds={:.2f} sync_lsn={}", plan.subscription,
+               t->table.Display(), t->rows.load(), t->bytes.load(), secs, plan.sync_lsn.ToString());
   return Status::Ok();
 }
 
@@ -288,7 +289,8 @@ class Worker {
   pg::PgConn subscriber_;
 };
 
-// Rebuilds deferred indexes of finished tables while other tables copy.
+// Rebuilds deferred indexes of finished tables while other tables copy, then
+// moves each table out of `copying`.
 class IndexBuilder {
  public:
   IndexBuilder(const CopyPlan& plan, const std::atomic<bool>& stop) : plan_(plan), stop_(stop) {
@@ -325,8 +327,10 @@ class IndexBuilder {
         table = queue_.front();
         queue_.pop_front();
       }
+      FaultPoint("index_rebuild");
       Status s = RebuildDeferredIndexes(plan_.subscriber_conninfo, plan_.subscription, table, 1,
                                         plan_.maintenance_work_mem, stop_);
+      if (s.ok()) s = CompleteTable(plan_.subscriber_conninfo, plan_.subscription, table, plan_.done_state);
       if (!s.ok()) {
         std::lock_guard<std::mutex> l(mu_);
         if (error_.ok()) error_ = s;
@@ -401,6 +405,15 @@ class ProgressReporter {
 
 }  // namespace
 
+Status CompleteTable(const std::string& subscriber_conninfo, const std::string& subscription,
+                     const pg::QualifiedName& table, TableStateKind state) {
+  LORRY_ASSIGN_OR_RETURN(auto conn, pg::PgConn::Connect(subscriber_conninfo, CopyOptions("subscriber")));
+  LORRY_RETURN_IF_ERROR(StateStore(&conn, subscription).SetState(table, state));
+  spdlog::info("sub={} table={} copy complete with its indexes: {}", subscription, table.Display(),
+               TableStateName(state));
+  return Status::Ok();
+}
+
 std::vector<std::string> SplitByBlocks(int64_t blocks, int n) {
   n = std::max(1, n);
   if (blocks < n) n = static_cast<int>(std::max<int64_t>(1, blocks));
@@ -440,8 +453,11 @@ std::vector<std::string> SplitByKey(const std::string& column, int64_t min, int6
 }
 
 Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription) {
+  // Tables whose rows are all in (copy_finished_at) keep them: only their
+  // index rebuild was interrupted, and the daemon finishes it.
   LORRY_ASSIGN_OR_RETURN(auto r, subscriber.ExecParams("SELECT nspname, relname FROM lorry.tables WHERE "
-                                                       "subscription = $1 AND state = 'copying'",
+                                                       "subscription = $1 AND state = 'copying' AND "
+                                                       "copy_finished_at IS NULL",
                                                        {subscription}));
   for (int i = 0; i < r.rows(); ++i) {
     pg::QualifiedName t{std::string(r.Get(i, 0)), std::string(r.Get(i, 1))};
@@ -454,7 +470,7 @@ Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscri
   }
   return subscriber
       .ExecParams("UPDATE lorry.tables SET state = 'pending', error = NULL, state_changed_at = now() "
-                  "WHERE subscription = $1 AND state IN ('copying', 'error')",
+                  "WHERE subscription = $1 AND (state = 'error' OR (state = 'copying' AND copy_finished_at IS NULL))",
                   {subscription})
       .status();
 }

@@ -7,12 +7,14 @@
 //             indexes (sync/deferred_indexes.h), state `copying`;
 //   ranges  - one COPY per range (the whole table, or ctid ranges of a large
 //             one on PostgreSQL 14+), run by any worker;
-//   finish  - state `ready` (or `catching_up`) with the snapshot's LSN;
+//   finish  - all rows in: copy_finished_at and the snapshot's LSN recorded;
 //   indexes - the deferred indexes are rebuilt, in parallel with other
 //             tables' copies; each rebuild commits with the removal of its
-//             record, so none is ever lost.
-// A crash leaves a table `copying` with some ranges in it: the next run
-// empties it (it was empty when the copy began) and copies it again.
+//             record, so none is ever lost. Then the state moves to `ready`
+//             (or `catching_up`).
+// A crash before `finish` leaves a table `copying` with some ranges in it:
+// the next run empties it (it was empty when the copy began) and copies it
+// again. A crash after `finish` only leaves index rebuilds to do.
 //
 // Timeline for a table copied at snapshot S taken at provider LSN P:
 //   transactions committed before P  -> in the copy (skipped by the stream)
@@ -56,8 +58,13 @@ struct CopyPlan {
 Status CopyTables(const CopyPlan& plan, const std::vector<CopyTask>& tasks, const std::atomic<bool>& stop);
 
 // Start-up repair after a crash: empties the subscriber tables left in state
-// `copying` and marks them `pending` again.
+// `copying` before all their rows were in, and marks them `pending` again.
+// Tables whose rows were all in stay `copying` until CompleteTable.
 Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription);
+
+// Moves a table whose rows and indexes are all in out of `copying`.
+Status CompleteTable(const std::string& subscriber_conninfo, const std::string& subscription,
+                     const pg::QualifiedName& table, TableStateKind state);
 
 // WHERE clauses that split a table into `n` disjoint ranges covering every
 // row. By block (ctid, PostgreSQL 14+): [0, blocks) in contiguous block
