@@ -167,6 +167,30 @@ TEST_F(Copy, Kill9DuringIndexRebuildKeepsTheRows) {
   EXPECT_EQ(SubscriberValue("SELECT string_agg(state, ',') FROM lorry.tables"), "ready,ready");
 }
 
+// `lorry drop` while indexes are deferred puts them back first: lorry never
+// takes a table's keys away with its own schema.
+TEST_F(Copy, DropRebuildsDeferredIndexes) {
+  BothSql(kSchema);
+  ProviderSql("INSERT INTO big SELECT g, 'c' || g, md5(g::text), g % 100 FROM generate_series(1, 5000) g");
+  Config("1GB");
+  ASSERT_EQ(RunLorry(WithConfig({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(WithConfig({"add", "big", "ref"})).exit_code, 0);
+  setenv("LORRY_FAULT_SLEEP", "index_rebuild:60000", 1);
+  LorryProcess run(WithConfig({"run"}));
+  unsetenv("LORRY_FAULT_SLEEP");
+  ASSERT_TRUE(Eventually([&] {
+    return SubscriberValue("SELECT count(*) FROM lorry.tables WHERE copy_finished_at IS NOT NULL") == "2";
+  }, 60)) << run.Log();
+  run.Kill9();
+  EXPECT_NE(Indexes(true, "big"), Indexes(false, "big"));
+  auto drop = RunLorry(WithConfig({"drop"}));
+  ASSERT_EQ(drop.exit_code, 0) << drop.all();
+  EXPECT_NE(drop.out.find("rebuilt 4 indexes deferred by an unfinished copy"), std::string::npos) << drop.all();
+  EXPECT_EQ(Indexes(true, "big"), Indexes(false, "big"));
+  EXPECT_EQ(Indexes(true, "ref"), Indexes(false, "ref"));
+  EXPECT_EQ(SubscriberValue("SELECT to_regnamespace('lorry')::text"), "<null>");
+}
+
 TEST_F(Copy, TableWithRowsOnTheSubscriberIsRefusedNotOverwritten) {
   BothSql("CREATE TABLE full_one (id int PRIMARY KEY, v text); CREATE TABLE empty_one (id int PRIMARY KEY)");
   ProviderSql("INSERT INTO full_one VALUES (1, 'provider'); INSERT INTO empty_one VALUES (1)");

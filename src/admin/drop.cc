@@ -15,6 +15,7 @@
 #include "admin/admin.h"
 #include "admin/admin_util.h"
 #include "state/state_store.h"
+#include "sync/deferred_indexes.h"
 
 namespace lorry::admin {
 
@@ -67,6 +68,22 @@ Status Drop(const Config& config, std::ostream& out) {
     return Status::Precondition(fmt::format("`lorry run` is active for subscription \"{}\"{}: stop lorry run first, "
                                             "then drop; nothing was dropped",
                                             names.name, holder.empty() ? "" : " (" + holder + ")"));
+  }
+
+  // Indexes dropped for a copy are the user's: put them back before the
+  // records of them go (never drop a table's keys with lorry's schema).
+  LORRY_ASSIGN_OR_RETURN(bool installed_before, StateStore(&subscriber, names.name).IsInstalled());
+  if (installed_before) {
+    LORRY_ASSIGN_OR_RETURN(int64_t deferred, sync::CountDeferredIndexes(subscriber, names.name));
+    if (deferred > 0) {
+      std::atomic<bool> no_stop{false};
+      LORRY_RETURN_IF_ERROR(
+          sync::RebuildDeferredIndexes(config.subscriber, names.name, std::nullopt, config.copy.index_jobs,
+                                       config.copy.maintenance_work_mem, no_stop)
+              .WithContext("rebuilding indexes deferred by an unfinished copy (nothing was dropped)"));
+      out << fmt::format("rebuilt {} index{} deferred by an unfinished copy (subscriber)\n", deferred,
+                         deferred == 1 ? "" : "es");
+    }
   }
 
   LORRY_RETURN_IF_ERROR(DropSlot(provider, names.slot, out));

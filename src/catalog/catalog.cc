@@ -19,7 +19,7 @@ Result<std::optional<TableInfo>> LookupTable(pg::PgConn& conn, const pg::Qualifi
                   "  coalesce((SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
                   "            WHERE i.indrelid = c.oid AND ((c.relreplident = 'i' AND i.indisreplident) OR "
                   "                  (c.relreplident = 'd' AND i.indisprimary))), ''), "
-                  "  c.reltuples::bigint, pg_relation_size(c.oid) "
+                  "  c.reltuples::bigint, pg_table_size(c.oid), pg_relation_size(c.oid) "
                   "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                   "WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
                   {name.Quoted()}));
@@ -33,6 +33,7 @@ Result<std::optional<TableInfo>> LookupTable(pg::PgConn& conn, const pg::Qualifi
   t.identity_index = r.Get(0, 6);
   t.rows_estimate = r.GetInt(0, 7);
   t.bytes_estimate = r.GetInt(0, 8);
+  t.heap_bytes = r.GetInt(0, 9);
 
   LORRY_ASSIGN_OR_RETURN(
       auto cols,

@@ -36,7 +36,8 @@ struct TableInfo {
   std::string identity_index;  // for 'i': the index name; for 'd': the primary key's index
   std::vector<ColumnInfo> columns;  // attnum order, dropped columns excluded
   int64_t rows_estimate = -1;       // pg_class.reltuples (-1: never analysed)
-  int64_t bytes_estimate = 0;       // pg_relation_size
+  int64_t bytes_estimate = 0;       // pg_table_size: heap and TOAST (what a copy moves)
+  int64_t heap_bytes = 0;           // pg_relation_size: the heap alone (what ctid ranges split)
 
   // Whether UPDATE and DELETE can be published: a primary key for DEFAULT,
   // an index for USING INDEX, or FULL.

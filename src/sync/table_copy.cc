@@ -115,7 +115,7 @@ Result<std::vector<std::unique_ptr<TableCopy>>> Plan(const CopyPlan& plan, const
       int64_t n = (p->bytes_estimate + plan.split_tables_larger_than - 1) / plan.split_tables_larger_than;
       n = std::clamp<int64_t>(std::max<int64_t>(n, plan.jobs), 2, kMaxRanges);
       if (tid_ranges) {
-        t->ranges = SplitByBlocks(p->bytes_estimate / block, static_cast<int>(n));
+        t->ranges = SplitByBlocks(p->heap_bytes / block, static_cast<int>(n));
         t->split_by = "ctid";
       } else {
         LORRY_ASSIGN_OR_RETURN(t->ranges, SplitByIntegerKey(provider, *p, static_cast<int>(n), &t->split_by));
