@@ -37,6 +37,10 @@ struct TableCopy {
   std::atomic<int64_t> bytes{0};
   std::atomic<bool> active{false};
   Clock::time_point started;
+  // The `begin` phase runs once, by the first worker to take a unit of the
+  // table; the others wait for it. 0: not yet, 1: begun, -1: refused.
+  std::mutex begin_mu;
+  int begun = 0;
 };
 
 struct Unit {
@@ -480,18 +484,12 @@ Status CopyTables(const CopyPlan& plan, const std::vector<CopyTask>& tasks, cons
   LORRY_ASSIGN_OR_RETURN(auto provider, pg::PgConn::Connect(plan.provider_conninfo, CopyOptions("provider")));
   LORRY_ASSIGN_OR_RETURN(auto subscriber, pg::PgConn::Connect(plan.subscriber_conninfo, CopyOptions("subscriber")));
   LORRY_ASSIGN_OR_RETURN(auto tables, Plan(plan, tasks, provider, subscriber));
+  provider = pg::PgConn();
+  subscriber = pg::PgConn();
 
-  // Begin every table; one that cannot be copied goes to `error`.
+  // Every unit of work: whole tables, or the ranges of split ones.
   std::vector<Unit> units;
   for (auto& t : tables) {
-    Status s = BeginTable(plan, subscriber, t.get());
-    if (s.kind() == Status::Kind::kPrecondition) {
-      spdlog::error("sub={} table={} copy refused: {}", plan.subscription, t->table.Display(), s.message());
-      LORRY_RETURN_IF_ERROR(
-          StateStore(&subscriber, plan.subscription).SetState(t->table, TableStateKind::kError, std::nullopt, s.message()));
-      continue;
-    }
-    LORRY_RETURN_IF_ERROR(s);
     if (t->ranges.empty()) {
       t->ranges_left = 1;
       units.push_back({t.get(), -1, t->size_bytes});
@@ -523,6 +521,22 @@ Status CopyTables(const CopyPlan& plan, const std::vector<CopyTask>& tasks, cons
           u = &units[next++];
         }
         TableCopy* t = u->copy;
+        {
+          // Tables begin in the workers, in parallel; one that cannot be
+          // copied (rows on the subscriber) goes to `error`, the rest go on.
+          std::lock_guard<std::mutex> l(t->begin_mu);
+          if (t->begun == 0) {
+            s = BeginTable(plan, w.subscriber(), t);
+            t->begun = s.ok() ? 1 : -1;
+            if (s.kind() == Status::Kind::kPrecondition) {
+              spdlog::error("sub={} table={} copy refused: {}", plan.subscription, t->table.Display(), s.message());
+              s = StateStore(&w.subscriber(), plan.subscription)
+                      .SetState(t->table, TableStateKind::kError, std::nullopt, s.message());
+            }
+            if (!s.ok()) break;
+          }
+          if (t->begun < 0) continue;
+        }
         if (!t->active.exchange(true)) t->started = Clock::now();
         s = w.Copy(*u);
         if (s.ok() && --t->ranges_left == 0) {
