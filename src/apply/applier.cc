@@ -29,6 +29,9 @@ Status Applier::Setup() {
   if (!role.ok())
     spdlog::warn("cannot SET session_replication_role = replica on the subscriber ({}); "
                  "triggers will fire for replicated changes", role.status().message());
+  // Rows are found by their key: a generic plan chosen while a table was
+  // tiny (just copied) must not stay a sequential scan as it grows.
+  LORRY_RETURN_IF_ERROR(conn_->Exec("SET enable_seqscan = off").status());
   return conn_->Exec("SET synchronous_commit = on").status();
 }
 

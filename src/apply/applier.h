@@ -75,6 +75,9 @@ class Applier {
   bool group_pending() const { return in_local_xact_ && !in_remote_xact_; }
   Status CommitGroup();
 
+  // Between BEGIN and COMMIT of a provider transaction.
+  bool in_remote_transaction() const { return in_remote_xact_; }
+
   // True while anything received is not durable on the subscriber.
   bool in_transaction() const { return in_remote_xact_ || in_local_xact_; }
   Lsn last_commit_end() const { return last_commit_end_; }

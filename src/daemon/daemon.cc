@@ -332,7 +332,11 @@ class Session {
           received_ = std::max(received_, k->wal_end);
           // Between transactions everything sent so far is applied: the
           // position is confirmed even when the WAL held nothing for lorry.
-          if (!applier_->in_transaction()) idle_confirmed_ = std::max(idle_confirmed_, k->wal_end);
+          // With a group open, it is confirmed once the group commits.
+          if (!applier_->in_transaction())
+            idle_confirmed_ = std::max(idle_confirmed_, k->wal_end);
+          else if (!applier_->in_remote_transaction())
+            group_keepalive_ = std::max(group_keepalive_, k->wal_end);
           if (k->reply_requested) LORRY_RETURN_IF_ERROR(SendFeedback(false));
         }
       }
@@ -350,7 +354,11 @@ class Session {
     if (!s.ok()) {
       applier_->Rollback();
       apply_failed_ = true;
+      group_keepalive_ = Lsn();
+      return s;
     }
+    idle_confirmed_ = std::max(idle_confirmed_, group_keepalive_);
+    group_keepalive_ = Lsn();
     return s;
   }
 
@@ -372,6 +380,7 @@ class Session {
   std::map<pg::QualifiedName, TableFilterState> filter_;
   Lsn received_;
   Lsn idle_confirmed_;
+  Lsn group_keepalive_;  // a keepalive's position seen while a group was open
   Lsn last_feedback_lsn_;
   Clock::time_point last_feedback_;
   Clock::time_point last_tick_;
