@@ -31,3 +31,15 @@ integration: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# Integration tests against another PostgreSQL major (12..18), e.g.
+# `make test-pg MAJOR=17`: installs that server (scripts/install-pg-major) and
+# runs the integration tests with PG_BINDIR pointing at it. Not part of `test`.
+MAJOR ?= 17
+
+.PHONY: test-pg
+
+test-pg: build
+	@bindir=$$(scripts/install-pg-major $(MAJOR)) && \
+	  echo "test-pg: PostgreSQL $(MAJOR) from $$bindir" && \
+	  cd $(BUILD_DIR) && PG_BINDIR="$$bindir" ctest --output-on-failure -j2 -L integration $(CTEST_ARGS)

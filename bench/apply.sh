@@ -77,6 +77,11 @@
 #   --record          append the results to bench/RESULTS.md (otherwise the
 #                     script writes nothing inside the repository)
 #   --keep            keep the temp dir (server logs, tool logs, samples) at exit
+#   --profile         diagnosis, not for the record: `perf record` (flat, 999 Hz)
+#                     of `lorry run` + its backends + its walsender, and of
+#                     native's apply worker + walsender, during each catch-up;
+#                     pg_stat_statements (with planning time) on the subscriber;
+#                     the top symbols and statements are printed
 #
 # Environment: LORRY_BIN (default /work/main/build-bench2/lorry, built with
 # cmake -DCMAKE_BUILD_TYPE=Release if missing), PG_BINDIR (default
@@ -94,7 +99,7 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 ORIG_CMDLINE="bench/apply.sh${*:+ $*}"
 
 NTX=100000 CLIENTS=4 THREADS=2 SCALE=10 RUNS=3 LAG_RUNS="" LAG_SECONDS=60 LAG_RATE=1000 LAG_INTERVAL=0.5
-DECODE=1 BIG_ROWS=0 TIMEOUT=900 BUILD=0 FROM_HEAD=0 RECORD=0 KEEP=0
+DECODE=1 BIG_ROWS=0 TIMEOUT=900 BUILD=0 FROM_HEAD=0 RECORD=0 KEEP=0 PROFILE=0
 LORRY_BIN=${LORRY_BIN:-$REPO/build-bench2/lorry}
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 
@@ -119,6 +124,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD=1; shift ;;
     --from-head) FROM_HEAD=1; shift ;;
     --record) RECORD=1; shift ;;
+    --profile) PROFILE=1; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
@@ -132,6 +138,8 @@ done
 [ "$RUNS" -ge 1 ] && [ "$CLIENTS" -ge 1 ] && [ "$THREADS" -ge 1 ] || die "--runs, --clients, --threads must be >= 1"
 [ "$NTX" -ge "$CLIENTS" ] || die "--transactions must be at least --clients"
 [ "$LAG_RUNS" -le "$RUNS" ] || LAG_RUNS=$RUNS
+[ "$PROFILE" = 0 ] || [ "$RECORD" = 0 ] || die "--profile perturbs what is measured: not with --record"
+[ "$PROFILE" = 0 ] || command -v perf >/dev/null || die "--profile needs perf (apt-get install linux-perf)"
 PER_CLIENT=$((NTX / CLIENTS)); NTX=$((PER_CLIENT * CLIENTS))   # pgbench -t is per client
 
 # ---------------------------------------------------------------- installing
@@ -254,6 +262,10 @@ wal_retrieve_retry_interval = 100ms
 max_connections = 100
 log_min_messages = warning
 EOF
+  if [ "$PROFILE" = 1 ]; then
+    printf '%s\n' "shared_preload_libraries = 'pg_stat_statements'" "pg_stat_statements.track = all" \
+      "pg_stat_statements.track_planning = on" >>"$dir/postgresql.conf"
+  fi
   SERVERS+=("$dir")
   "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$dir" -l "$TMP/logs/server-$1.log" -w start >/dev/null ||
     { tail -20 "$TMP/logs/server-$1.log" >&2; die "server $1 did not start"; }
@@ -381,6 +393,7 @@ for db in sub_lorry sub_native; do
   ps_ postgres -c "CREATE DATABASE $db"
   ps_ "$db" -f "$TMP/schema.sql" >/dev/null
 done
+[ "$PROFILE" = 0 ] || ps_ sub_lorry -c "CREATE EXTENSION pg_stat_statements"
 
 log "initial sync: lorry"
 { lorry init && lorry add --insert-only public.pgbench_history && lorry add --all; } >>"$TMP/logs/lorry-setup.log" 2>&1 ||
@@ -402,6 +415,48 @@ native_disable
 sync_method lorry
 verify "after the initial sync"
 
+# ------------------------------------------------------- --profile helpers
+PERF_PID=""
+profile_start() { # name pids...
+  [ "$PROFILE" = 1 ] || return 0
+  local name=$1 list; shift
+  list=$(printf '%s,' "$@"); list=${list%,}
+  perf record -q -F 999 -o "$TMP/perf.$name.data" -p "$list" >/dev/null 2>&1 &
+  PERF_PID=$!; BG_PIDS+=("$PERF_PID")
+}
+profile_stop() { # name
+  [ -n "$PERF_PID" ] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null || true; wait "$PERF_PID" 2>/dev/null || true; forget "$PERF_PID"; PERF_PID=""
+  local f=$TMP/logs/perf.$1.txt pid
+  : >"$f"
+  # one flat profile per process (PROFILE_NAMES: "pid=role ...")
+  for pid in $(perf report -i "$TMP/perf.$1.data" --no-children --sort pid --stdio 2>/dev/null |
+               sed -n 's/^ *\([0-9.]*%\) *\([0-9]*\):.*/\2/p'); do
+    {
+      echo "-- pid $pid ($(tr ' ' '\n' <<<"$PROFILE_NAMES" | sed -n "s/^$pid=//p")), share of all samples / top symbols:"
+      perf report -i "$TMP/perf.$1.data" --no-children --pid "$pid" --sort dso,symbol --stdio 2>/dev/null |
+        grep -v '^#' | grep -v '^$' | sed 's/[[:space:]]*-[[:space:]]*-[[:space:]]*$//; s/[[:space:]]*$//' | head -25
+    } >>"$f"
+  done
+  log "profile $1 (flat, per process; postgres from Debian has no debug symbols, some show as addresses):"
+  cat "$f" >&2
+}
+PROFILE_NAMES=""
+wait_for_pids() { # side(p|s) db sql -> output once the query returns a non-empty value (up to 5 s)
+  local i out fn=ps_
+  [ "$1" = s ] || fn=pp
+  for i in $(seq 100); do out=$($fn "$2" -At -c "$3"); [ -z "$out" ] || { echo "$out"; return; }; sleep 0.05; done
+}
+pgss_top() { # label
+  [ "$PROFILE" = 1 ] || return 0
+  ps_ sub_lorry -c "SELECT calls, round(total_plan_time) AS plan_ms, round(total_exec_time) AS exec_ms, rows,
+                           round((total_exec_time / greatest(calls, 1))::numeric, 3) AS ms_per_call,
+                           left(regexp_replace(query, '\s+', ' ', 'g'), 140) AS query
+                    FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'sub_lorry')
+                    ORDER BY total_plan_time + total_exec_time DESC LIMIT 15" >"$TMP/logs/pgss.$1.txt"
+  log "pg_stat_statements on sub_lorry, $1:"; cat "$TMP/logs/pgss.$1.txt" >&2
+}
+
 # -------------------------------------------------------------- the rounds
 declare -A V   # V[metric.round] = value
 CONSUMERS=(lorry native)
@@ -411,12 +466,24 @@ catchup_lorry() { # r T
   local r=$1 T=$2 logf=$TMP/logs/lorry-run.catchup.$1.log t0 t1 t2 rc=0 wpid ppid back
   poll_origin sub_lorry "$LORRY_ORIGIN" "$T" >/dev/null &
   ppid=$!; BG_PIDS+=("$ppid")
+  [ "$PROFILE" = 0 ] || ps_ sub_lorry -c "SELECT pg_stat_statements_reset()" >/dev/null
   t0=$EPOCHREALTIME
   lorry_start "$logf"
   "${L[@]}" wait "${LOPTS[@]}" --timeout "$TIMEOUT" >>"$logf.wait" 2>&1 &
   wpid=$!; BG_PIDS+=("$wpid")
+  if [ "$PROFILE" = 1 ]; then
+    local ap ws
+    ap=$(wait_for_pids s sub_lorry "SELECT string_agg(pid || '=' || application_name, ' ') FROM pg_stat_activity
+        WHERE datname = 'sub_lorry' AND application_name IN ('lorry_apply', 'lorry_control')
+        HAVING bool_or(application_name = 'lorry_apply')")
+    ws=$(wait_for_pids p bench "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'lorry_bench' AND active")
+    PROFILE_NAMES="$RUN_PID=lorry_run $ap $ws=walsender"
+    # shellcheck disable=SC2046
+    profile_start "lorry.$r" "$RUN_PID" $(sed 's/=[a-z_]*//g' <<<"$ap") $ws
+  fi
   wait "$ppid" || rc=$?
   t1=$EPOCHREALTIME; forget "$ppid"
+  profile_stop "lorry.$r"; pgss_top "lorry.$r"
   back=$(lorry_backends)
   # shellcheck disable=SC2086
   V[lorry.cpu_sub.$r]=$(cpu_sum $back)
@@ -440,8 +507,17 @@ catchup_native() { # r T
   ppid=$!; BG_PIDS+=("$ppid")
   t0=$EPOCHREALTIME
   native_enable
+  if [ "$PROFILE" = 1 ]; then
+    local wk ws
+    wk=$(wait_for_pids s sub_native "SELECT pid FROM pg_stat_subscription
+        WHERE subname = 'bench_native' AND relid IS NULL AND pid IS NOT NULL")
+    ws=$(wait_for_pids p bench "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'bench_native' AND active")
+    PROFILE_NAMES="$wk=apply_worker $ws=walsender"
+    profile_start "native.$r" $wk $ws
+  fi
   wait "$ppid" || rc=$?
   t1=$EPOCHREALTIME; forget "$ppid"
+  profile_stop "native.$r"
   w=$(native_worker)
   V[native.cpu.$r]=$(cpu_sum $w)
   V[native.cpu_wal.$r]=$(cpu_sum "$(walsender_of bench_native)")
@@ -598,6 +674,12 @@ for ((r = 1; r <= RUNS; r++)); do
     pp bench -c "SELECT pg_drop_replication_slot('bench_dec_lorry')" -c "SELECT pg_drop_replication_slot('bench_dec_recv')" >/dev/null
   fi
   verify "round $r"
+  if [ "$PROFILE" = 1 ]; then
+    for db in sub_lorry sub_native; do
+      log "$db pages: $(ps_ "$db" -At -c "SELECT string_agg(relname || ' ' || pg_relation_size(oid) / 8192, ', ' ORDER BY relname)
+                                          FROM pg_class WHERE relname IN ('pgbench_branches', 'pgbench_tellers', 'pgbench_accounts')")"
+    done
+  fi
   if [ "$LAG_SECONDS" -gt 0 ] && [ "$r" -le "$LAG_RUNS" ]; then
     order=(lorry native); [ $((r % 2)) = 1 ] || order=(native lorry)
     for m in "${order[@]}"; do
