@@ -81,6 +81,9 @@ class Applier {
   // True while anything received is not durable on the subscriber.
   bool in_transaction() const { return in_remote_xact_ || in_local_xact_; }
   Lsn last_commit_end() const { return last_commit_end_; }
+  // End LSN of the last provider transaction committed on the subscriber
+  // with the origin (skipped transactions do not move it).
+  Lsn last_durable_end() const { return last_durable_end_; }
   int64_t last_commit_time() const { return last_commit_time_; }
   const ApplyStats& stats() const { return stats_; }
   void set_stats(const ApplyStats& s) { stats_ = s; }
@@ -135,6 +138,7 @@ class Applier {
   Lsn xact_final_lsn_;
   int64_t xact_commit_time_ = 0;
   Lsn last_commit_end_;
+  Lsn last_durable_end_;
   int64_t last_commit_time_ = 0;
   int64_t xact_changes_ = 0;
   // The open group: provider transactions applied, not yet committed.

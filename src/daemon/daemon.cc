@@ -247,8 +247,16 @@ class Session {
 
   Lsn Flushed() const { return std::max(applier_->last_commit_end(), idle_confirmed_); }
 
+  // What the provider may forget: what is committed with the origin, and
+  // beyond it only positions already recorded in lorry.subscriptions
+  // (confirmed_lsn). So at every start the slot is never ahead of what the
+  // subscriber knows, which CheckSlotNotAhead verifies.
+  Lsn Reportable() const {
+    return std::max(applier_->last_durable_end(), std::min(Flushed(), persisted_confirmed_));
+  }
+
   Status SendFeedback(bool reply_requested) {
-    Lsn flushed = Flushed();
+    Lsn flushed = Reportable();
     auto now = protocol::ToPgMicros(std::chrono::system_clock::now());
     LORRY_RETURN_IF_ERROR(
         repl_.Send(protocol::BuildStandbyStatusUpdate(std::max(received_, flushed), flushed, flushed, now, reply_requested)));
@@ -276,7 +284,8 @@ class Session {
     p.xacts_applied = stats_->xacts;
     p.changes_applied = stats_->changes;
     LORRY_RETURN_IF_ERROR(state_->Heartbeat(p, true));
-    if (flushed != last_feedback_lsn_ || Clock::now() - last_feedback_ > std::chrono::seconds(10))
+    if (p.confirmed_lsn) persisted_confirmed_ = std::max(persisted_confirmed_, *p.confirmed_lsn);
+    if (Reportable() != last_feedback_lsn_ || Clock::now() - last_feedback_ > std::chrono::seconds(10))
       LORRY_RETURN_IF_ERROR(SendFeedback(false));
     last_tick_ = Clock::now();
     return Status::Ok();
@@ -295,6 +304,7 @@ class Session {
     Lsn start = sub_.consistent_lsn.value_or(Lsn());
     if (origin_lsn) start = std::max(start, Lsn::Parse(*origin_lsn).value_or(Lsn()));
     idle_confirmed_ = start;
+    persisted_confirmed_ = std::max(start, sub_.confirmed_lsn.value_or(Lsn()));
     LORRY_RETURN_IF_ERROR(LoadFilter());
     if (restart_) return Status::Ok();
 
@@ -304,6 +314,7 @@ class Session {
     spdlog::info("sub={} streaming from slot={} start={} proto_version={}", config_.name, names_.slot,
                  start.ToString(), proto_version_);
     LORRY_RETURN_IF_ERROR(state_->RecordError(""));
+    LORRY_RETURN_IF_ERROR(CheckSlotNotAhead(start));
     protocol::PgOutputDecoder decoder(proto_version_);
     last_tick_ = Clock::now();
     while (!stop_.load()) {
@@ -349,6 +360,27 @@ class Session {
     return Tick();
   }
 
+  // Invariant: lorry never confirms to the slot more than the subscriber
+  // recorded. A slot ahead of that means changes in between may never be
+  // sent again: say so loudly (and keep the evidence in status).
+  Status CheckSlotNotAhead(Lsn start) {
+    LORRY_ASSIGN_OR_RETURN(auto slot_lsn, provider_.QueryValue("SELECT confirmed_flush_lsn::text FROM "
+                                                               "pg_replication_slots WHERE slot_name = $1",
+                                                               {names_.slot}));
+    Lsn known = std::max(start, sub_.confirmed_lsn.value_or(Lsn()));
+    auto slot = Lsn::Parse(slot_lsn.value_or(""));
+    if (slot && *slot > known) {
+      std::string msg = fmt::format(
+          "replication slot {} was confirmed up to {}, beyond what the subscriber recorded ({}): provider "
+          "transactions committed between the two may be missing on the subscriber. Please compare the tables "
+          "and report this as a lorry bug",
+          names_.slot, slot->ToString(), known.ToString());
+      spdlog::error("sub={} {}", config_.name, msg);
+      LORRY_RETURN_IF_ERROR(state_->RecordError(msg));
+    }
+    return Status::Ok();
+  }
+
   Status CommitGroupOrFail() {
     Status s = applier_->CommitGroup();
     if (!s.ok()) {
@@ -381,6 +413,7 @@ class Session {
   Lsn received_;
   Lsn idle_confirmed_;
   Lsn group_keepalive_;  // a keepalive's position seen while a group was open
+  Lsn persisted_confirmed_;  // confirmed_lsn as last written to lorry.subscriptions
   Lsn last_feedback_lsn_;
   Clock::time_point last_feedback_;
   Clock::time_point last_tick_;
