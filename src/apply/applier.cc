@@ -62,6 +62,7 @@ Status Applier::OnBegin(const protocol::BeginMsg& m) {
   if (in_remote_xact_) return Status::Protocol("BEGIN inside a transaction");
   in_remote_xact_ = true;
   xact_final_lsn_ = m.final_lsn;
+  xact_lsn_text_ = m.final_lsn.ToString();
   xact_commit_time_ = m.commit_time;
   xact_changes_ = 0;
   return Status::Ok();
@@ -138,6 +139,7 @@ Status Applier::OnRelation(const protocol::RelationMsg& m) {
   auto& rel = relations_[m.relid];
   int generation = rel.generation + 1;
   rel.remote = m;
+  rel.display = pg::QualifiedName{m.nspname, m.relname}.Display();
   rel.local.reset();
   rel.generation = generation;
   return Status::Ok();
@@ -172,7 +174,7 @@ Result<Applier::Relation*> Applier::Target(Oid relid, const char* op) {
     return Status::Protocol(fmt::format("{} for relation OID {} before its RELATION message", op, relid));
   Relation* rel = &it->second;
   if (!filter_({rel->remote.nspname, rel->remote.relname}, xact_final_lsn_)) return static_cast<Relation*>(nullptr);
-  LORRY_RETURN_IF_ERROR(EnsureLocal(rel).WithContext(Where(*rel, op, "")));
+  if (Status s = EnsureLocal(rel); !s.ok()) return s.WithContext(Where(*rel, op, ""));
   LORRY_RETURN_IF_ERROR(EnsureSubscriberTransaction());
   return rel;
 }
@@ -198,7 +200,7 @@ Status Applier::Execute(const std::string& cache_key, const std::function<std::s
 }
 
 pg::Pipeline::OnResult Applier::MissingRowCheck(const char* op, const Relation& rel, const std::string& key_shown) {
-  return [this, op, table = pg::QualifiedName{rel.remote.nspname, rel.remote.relname}.Display(), key = key_shown,
+  return [this, op, table = rel.display, key = key_shown,
           lsn = xact_final_lsn_](const pg::PgResult& r) {
     if (r.AffectedRows() != 0) return;
     stats_.missing_rows++;
@@ -207,9 +209,22 @@ pg::Pipeline::OnResult Applier::MissingRowCheck(const char* op, const Relation& 
   };
 }
 
+// Built for every statement queued (the pipeline reports errors late), so
+// it only concatenates strings prepared once per relation and transaction.
 std::string Applier::Where(const Relation& rel, const char* op, const std::string& key_shown) const {
-  return fmt::format("apply {} {}{} lsn={}", op, pg::QualifiedName{rel.remote.nspname, rel.remote.relname}.Display(),
-                     key_shown.empty() ? "" : " key=(" + key_shown + ")", xact_final_lsn_.ToString());
+  std::string out = "apply ";
+  out.reserve(32 + rel.display.size() + key_shown.size());
+  out += op;
+  out += ' ';
+  out += rel.display;
+  if (!key_shown.empty()) {
+    out += " key=(";
+    out += key_shown;
+    out += ')';
+  }
+  out += " lsn=";
+  out += xact_lsn_text_;
+  return out;
 }
 
 Status Applier::OnInsert(const protocol::InsertMsg& m) {
@@ -286,7 +301,8 @@ Status Applier::OnUpdate(const protocol::UpdateMsg& m) {
   // The old key is sent when the key changed (or always, for FULL);
   // otherwise the new row's key columns identify the row.
   const TupleData& key_tuple = m.old_kind ? m.old_tuple : m.new_tuple;
-  LORRY_RETURN_IF_ERROR(KeyFrom(*rel, key_tuple, &key, &params, &shape, &shown).WithContext(Where(*rel, "UPDATE", "")));
+  if (Status s = KeyFrom(*rel, key_tuple, &key, &params, &shape, &shown); !s.ok())
+    return s.WithContext(Where(*rel, "UPDATE", ""));
   if (set.empty()) return Status::Ok();  // only unchanged TOAST values: nothing to write
   pg::QualifiedName table{rel->remote.nspname, rel->remote.relname};
   return Execute(shape, [&] { return BuildUpdate(table, set, key, one_row); }, params,
@@ -300,7 +316,8 @@ Status Applier::OnDelete(const protocol::DeleteMsg& m) {
   std::vector<KeyColumn> key;
   std::vector<pg::Param> params;
   std::string shape = fmt::format("D{}.{}:", m.relid, rel->generation), shown;
-  LORRY_RETURN_IF_ERROR(KeyFrom(*rel, m.old_tuple, &key, &params, &shape, &shown).WithContext(Where(*rel, "DELETE", "")));
+  if (Status s = KeyFrom(*rel, m.old_tuple, &key, &params, &shape, &shown); !s.ok())
+    return s.WithContext(Where(*rel, "DELETE", ""));
   pg::QualifiedName table{rel->remote.nspname, rel->remote.relname};
   return Execute(shape, [&] { return BuildDelete(table, key, one_row); }, params, Where(*rel, "DELETE", shown),
                  MissingRowCheck("delete", *rel, shown));

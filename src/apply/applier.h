@@ -92,6 +92,7 @@ class Applier {
   struct Relation {
     protocol::RelationMsg remote;
     std::optional<catalog::TableInfo> local;  // loaded on first applied change
+    std::string display;                      // the table's name for messages
     int generation = 0;                       // bumps when a RELATION message changes it
   };
 
@@ -136,6 +137,7 @@ class Applier {
   bool in_remote_xact_ = false;   // between BEGIN and COMMIT of the stream
   bool in_local_xact_ = false;    // a subscriber transaction is open
   Lsn xact_final_lsn_;
+  std::string xact_lsn_text_;  // xact_final_lsn_ printed once, for messages
   int64_t xact_commit_time_ = 0;
   Lsn last_commit_end_;
   Lsn last_durable_end_;
