@@ -173,31 +173,13 @@ Result<PgResult> PgConn::Exec(std::string_view sql) {
   return Check(*this, PQexec(conn_, q.c_str()), sql);
 }
 
-namespace {
-struct ParamArrays {
-  std::vector<std::string> storage;
-  std::vector<const char*> values;
-  explicit ParamArrays(const std::vector<Param>& params) {
-    storage.reserve(params.size());
-    values.reserve(params.size());
-    for (const auto& p : params) {
-      if (p) {
-        storage.emplace_back(*p);
-        values.push_back(storage.back().c_str());
-      } else {
-        values.push_back(nullptr);
-      }
-    }
-  }
-};
-}  // namespace
 
 Result<PgResult> PgConn::ExecParams(std::string_view sql, const std::vector<Param>& params) {
   if (!conn_) return Status::Connection(label_ + ": not connected");
-  ParamArrays a(params);
+  ParamValues a(params);
   std::string q(sql);
   return Check(*this,
-               PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, a.values.data(), nullptr,
+               PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, a.data(), nullptr,
                             nullptr, 0),
                sql);
 }
@@ -217,9 +199,9 @@ Status PgConn::Prepare(const std::string& name, std::string_view sql, int nparam
 
 Result<PgResult> PgConn::ExecPrepared(const std::string& name, const std::vector<Param>& params) {
   if (!conn_) return Status::Connection(label_ + ": not connected");
-  ParamArrays a(params);
+  ParamValues a(params);
   return Check(*this,
-               PQexecPrepared(conn_, name.c_str(), static_cast<int>(params.size()), a.values.data(), nullptr,
+               PQexecPrepared(conn_, name.c_str(), static_cast<int>(params.size()), a.data(), nullptr,
                               nullptr, 0),
                name);
 }

@@ -56,6 +56,30 @@ class PgResult {
   pg_result* res_ = nullptr;
 };
 
+// Params as the const char* array libpq takes, with the text kept alive
+// (and NULs added) for as long as this object lives.
+class ParamValues {
+ public:
+  explicit ParamValues(const std::vector<Param>& params) {
+    storage_.reserve(params.size());  // no reallocation: c_str() pointers stay valid
+    values_.reserve(params.size());
+    for (const auto& p : params) {
+      if (p) {
+        storage_.emplace_back(*p);
+        values_.push_back(storage_.back().c_str());
+      } else {
+        values_.push_back(nullptr);
+      }
+    }
+  }
+  const char* const* data() const { return values_.data(); }
+  int size() const { return static_cast<int>(values_.size()); }
+
+ private:
+  std::vector<std::string> storage_;
+  std::vector<const char*> values_;
+};
+
 struct ConnectOptions {
   // Extra libpq keywords, applied over those of the conninfo string, e.g.
   // {"replication", "database"} or {"application_name", "lorry"}.

@@ -13,23 +13,6 @@ Status Pipeline::Enter() {
   return Status::Ok();
 }
 
-namespace {
-std::vector<const char*> Values(const std::vector<Param>& params, std::vector<std::string>* storage) {
-  storage->clear();
-  storage->reserve(params.size());
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) {
-    if (p) {
-      storage->emplace_back(*p);
-      values.push_back(storage->back().c_str());
-    } else {
-      values.push_back(nullptr);
-    }
-  }
-  return values;
-}
-}  // namespace
 
 Status Pipeline::SendPrepare(const std::string& name, const std::string& sql, int nparams, std::string context) {
   LORRY_RETURN_IF_ERROR(Enter());
@@ -42,10 +25,8 @@ Status Pipeline::SendPrepare(const std::string& name, const std::string& sql, in
 Status Pipeline::SendPrepared(const std::string& name, const std::vector<Param>& params, std::string context,
                               OnResult on_result) {
   LORRY_RETURN_IF_ERROR(Enter());
-  std::vector<std::string> storage;
-  auto values = Values(params, &storage);
-  if (PQsendQueryPrepared(conn_->raw(), name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
-                          nullptr, 0) != 1)
+  ParamValues values(params);
+  if (PQsendQueryPrepared(conn_->raw(), name.c_str(), values.size(), values.data(), nullptr, nullptr, 0) != 1)
     return conn_->ConnectionError("sending a statement").WithContext(context);
   queue_.push_back({std::move(context), std::move(on_result)});
   return Status::Ok();
