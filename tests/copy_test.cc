@@ -11,6 +11,14 @@
 namespace lorry::test {
 namespace {
 
+const char* kSchema = R"sql(
+  CREATE TABLE big (id int PRIMARY KEY, code text NOT NULL, v text, n int,
+                    CONSTRAINT big_code_key UNIQUE (code));
+  CREATE INDEX big_n_idx ON big (n);
+  CREATE INDEX "Big Expr" ON big (lower(v)) WHERE n > 10;
+  CREATE TABLE ref (id int PRIMARY KEY, big_id int REFERENCES big (id));
+)sql";
+
 class Copy : public TwoClusters {
  protected:
   // A config file that splits tables above `split` and rebuilds indexes with 2 jobs.
@@ -39,16 +47,27 @@ class Copy : public TwoClusters {
         table);
     return provider ? ProviderValue(sql) : SubscriberValue(sql);
   }
+  // Copies `big` (`rows` rows) and `ref` with every index rebuild held back,
+  // and returns the `run` once all their rows are in (indexes still deferred).
+  std::unique_ptr<LorryProcess> CopyWithIndexRebuildHeldBack(int rows) {
+    BothSql(kSchema);
+    ProviderSql(fmt::format(
+        "INSERT INTO big SELECT g, 'c' || g, md5(g::text), g % 100 FROM generate_series(1, {}) g", rows));
+    Config("1GB");
+    EXPECT_EQ(RunLorry(WithConfig({"init"})).exit_code, 0);
+    EXPECT_EQ(RunLorry(WithConfig({"add", "big", "ref"})).exit_code, 0);
+    setenv("LORRY_FAULT_SLEEP", "index_rebuild:60000", 1);
+    auto run = std::make_unique<LorryProcess>(WithConfig({"run"}));
+    unsetenv("LORRY_FAULT_SLEEP");
+    EXPECT_TRUE(Eventually([&] {
+      return SubscriberValue("SELECT count(*) FROM lorry.tables WHERE copy_finished_at IS NOT NULL") == "2";
+    }, 60)) << run->Log();
+    return run;
+  }
+
   std::string path_;
 };
 
-const char* kSchema = R"sql(
-  CREATE TABLE big (id int PRIMARY KEY, code text NOT NULL, v text, n int,
-                    CONSTRAINT big_code_key UNIQUE (code));
-  CREATE INDEX big_n_idx ON big (n);
-  CREATE INDEX "Big Expr" ON big (lower(v)) WHERE n > 10;
-  CREATE TABLE ref (id int PRIMARY KEY, big_id int REFERENCES big (id));
-)sql";
 
 TEST_F(Copy, LargeTableIsSplitIndexesDeferredAndRebuilt) {
   BothSql(kSchema);
@@ -139,22 +158,13 @@ TEST_F(Copy, Kill9DuringCopyThenRunAgainEndsIdentical) {
 // Killed after all rows are in but before the indexes are back: the rows
 // are kept, the indexes rebuilt, and the table is not `ready` before that.
 TEST_F(Copy, Kill9DuringIndexRebuildKeepsTheRows) {
-  BothSql(kSchema);
-  ProviderSql("INSERT INTO big SELECT g, 'c' || g, md5(g::text), g % 100 FROM generate_series(1, 20000) g");
-  Config("1GB");
-  ASSERT_EQ(RunLorry(WithConfig({"init"})).exit_code, 0);
-  ASSERT_EQ(RunLorry(WithConfig({"add", "big", "ref"})).exit_code, 0);
   {
-    setenv("LORRY_FAULT_SLEEP", "index_rebuild:60000", 1);
-    LorryProcess run(WithConfig({"run"}));
-    unsetenv("LORRY_FAULT_SLEEP");
-    ASSERT_TRUE(Eventually([&] {
-      return SubscriberValue("SELECT count(*) FROM lorry.tables WHERE copy_finished_at IS NOT NULL") == "2";
-    }, 60)) << run.Log();
+    auto held = CopyWithIndexRebuildHeldBack(20000);
+    ASSERT_FALSE(HasFailure());
     // Rows in, indexes not: still `copying`, and `wait` does not call it done.
     EXPECT_EQ(SubscriberValue("SELECT state FROM lorry.tables WHERE relname = 'big'"), "copying");
     EXPECT_EQ(RunLorry(WithConfig({"wait", "--timeout", "1"}), 30).exit_code, 1);
-    run.Kill9();
+    held->Kill9();
   }
   EXPECT_NE(SubscriberValue("SELECT count(*) FROM lorry.deferred_indexes"), "0");
   LorryProcess run(WithConfig({"run"}));
@@ -170,18 +180,9 @@ TEST_F(Copy, Kill9DuringIndexRebuildKeepsTheRows) {
 // `lorry drop` while indexes are deferred puts them back first: lorry never
 // takes a table's keys away with its own schema.
 TEST_F(Copy, DropRebuildsDeferredIndexes) {
-  BothSql(kSchema);
-  ProviderSql("INSERT INTO big SELECT g, 'c' || g, md5(g::text), g % 100 FROM generate_series(1, 5000) g");
-  Config("1GB");
-  ASSERT_EQ(RunLorry(WithConfig({"init"})).exit_code, 0);
-  ASSERT_EQ(RunLorry(WithConfig({"add", "big", "ref"})).exit_code, 0);
-  setenv("LORRY_FAULT_SLEEP", "index_rebuild:60000", 1);
-  LorryProcess run(WithConfig({"run"}));
-  unsetenv("LORRY_FAULT_SLEEP");
-  ASSERT_TRUE(Eventually([&] {
-    return SubscriberValue("SELECT count(*) FROM lorry.tables WHERE copy_finished_at IS NOT NULL") == "2";
-  }, 60)) << run.Log();
-  run.Kill9();
+  auto held = CopyWithIndexRebuildHeldBack(5000);
+  ASSERT_FALSE(HasFailure());
+  held->Kill9();
   EXPECT_NE(Indexes(true, "big"), Indexes(false, "big"));
   auto drop = RunLorry(WithConfig({"drop"}));
   ASSERT_EQ(drop.exit_code, 0) << drop.all();
