@@ -25,6 +25,8 @@ struct AddOptions {
   std::string schema;  // with --all: only this schema
   bool insert_only = false;
   bool truncate = false;  // empty the subscriber tables before their copy
+  bool create = false;    // create tables missing on the subscriber (schema/table_create.h)
+  std::string pg_dump;    // --pg-dump: the pg_dump for --create (default $LORRY_PG_DUMP, then PATH)
 };
 Status Add(const Config& config, const AddOptions& options, std::ostream& out);
 Status Remove(const Config& config, const std::vector<std::string>& tables, std::ostream& out);
@@ -37,5 +39,15 @@ Status ShowTables(const Config& config, bool json, std::ostream& out);
 Status Wait(const Config& config, double timeout_seconds, std::ostream& out);
 
 Status Drop(const Config& config, std::ostream& out);
+
+// `lorry missing`: provider tables not replicated, and replicated tables
+// missing on the subscriber (or dropped on the provider). kNotTrue (exit 1)
+// when anything is listed.
+Status Missing(const Config& config, bool json, std::ostream& out);
+
+// `lorry check [TABLE...]` (default: every replicated table): per table, the
+// differences that break replication and the harmless ones
+// (schema/table_diff.h). kNotTrue (exit 1) when any would break.
+Status CheckTables(const Config& config, const std::vector<std::string>& tables, bool json, std::ostream& out);
 
 }  // namespace lorry::admin

@@ -22,6 +22,7 @@
 #include "admin/admin.h"
 #include "admin/admin_util.h"
 #include "catalog/catalog.h"
+#include "schema/table_create.h"
 #include "state/state_store.h"
 
 namespace lorry::admin {
@@ -177,7 +178,8 @@ struct AddPlan {
 Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<Candidate>& candidates,
                                      const std::vector<PublicationMember>& members,
                                      const std::vector<TableState>& states, bool insert_only,
-                                     std::vector<std::string>* problems, std::vector<std::string>* notes) {
+                                     std::vector<std::string>* problems, std::vector<std::string>* notes,
+                                     std::vector<pg::QualifiedName>* to_create) {
   std::vector<AddPlan> plans;
   for (const auto& c : candidates) {
     const auto& t = c.info;
@@ -199,10 +201,12 @@ Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<C
     }
     if (!insert_only && !t.HasUsableIdentity()) problems->push_back(NoIdentityProblem(t));
     LORRY_ASSIGN_OR_RETURN(auto sub, catalog::LookupTable(subscriber, t.name));
-    if (!sub) {
+    if (!sub && to_create != nullptr) {
+      to_create->push_back(t.name);
+    } else if (!sub) {
       problems->push_back(fmt::format("table {} does not exist on the subscriber: create it there first, with the "
-                                      "same columns (creating it with `lorry add --create` comes in a later version)",
-                                      t.name.Display()));
+                                      "same columns, or let lorry create it: `lorry add --create {}`",
+                                      t.name.Display(), ShellQuote(t.name.Display())));
     } else {
       CompareColumns(t, *sub, problems, notes);
     }
@@ -256,9 +260,18 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
   LORRY_ASSIGN_OR_RETURN(auto candidates, ResolveTables(provider, options, &problems));
   LORRY_ASSIGN_OR_RETURN(auto members, ListPublicationMembers(provider, names));
   LORRY_ASSIGN_OR_RETURN(auto states, StateStore(&subscriber, names.name).ListTables());
-  LORRY_ASSIGN_OR_RETURN(auto plans,
-                         PlanAdd(subscriber, candidates, members, states, options.insert_only, &problems, &notes));
+  std::vector<pg::QualifiedName> to_create;
+  LORRY_ASSIGN_OR_RETURN(auto plans, PlanAdd(subscriber, candidates, members, states, options.insert_only, &problems,
+                                             &notes, options.create ? &to_create : nullptr));
   if (!problems.empty()) return Refusal("add", "added", problems);
+  if (!to_create.empty()) {
+    // A session of its own: the dump's SQL changes session settings.
+    LORRY_ASSIGN_OR_RETURN(auto creator, ConnectSubscriber(config));
+    LORRY_ASSIGN_OR_RETURN(auto created,
+                           schema::CreateTables(provider, creator,
+                                                {config.provider, schema::PgDumpProgram(options.pg_dump), to_create}));
+    for (const auto& c : created.created) out << "created " << c << "\n";
+  }
   LORRY_RETURN_IF_ERROR(ApplyAdd(provider, subscriber, names, plans, options.insert_only, options.truncate));
 
   int added = 0;

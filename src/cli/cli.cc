@@ -58,6 +58,7 @@ int Main(int argc, char** argv) {
   RegisterDrop(app, g, action);
   RegisterDemo(app, g, action);
   RegisterDecode(app, g, action);
+  RegisterSchema(app, g, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

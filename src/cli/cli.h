@@ -42,6 +42,7 @@ void RegisterStatus(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDrop(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDemo(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDecode(CLI::App& app, GlobalOptions& g, Action& action);
+void RegisterSchema(CLI::App& app, GlobalOptions& g, Action& action);  // missing, check, compare
 
 int Main(int argc, char** argv);
 

@@ -37,6 +37,10 @@ void RegisterAdd(CLI::App& app, GlobalOptions& g, Action& action) {
                 "empty the tables on the subscriber before copying (else a table with rows is refused)");
   cmd->add_flag("--insert-only", opts->insert_only,
                 "replicate only INSERT and TRUNCATE (for tables without a replica identity)");
+  cmd->add_flag("--create", opts->create,
+                "create tables missing on the subscriber from the provider's definitions (with pg_dump)");
+  cmd->add_option("--pg-dump", opts->pg_dump,
+                  "the pg_dump for --create (default $LORRY_PG_DUMP, else pg_dump from PATH)");
   cmd->callback([&, opts] {
     action = [&, opts] { return WithConfig(g, [&](const Config& c) { return admin::Add(c, *opts, std::cout); }); };
   });
