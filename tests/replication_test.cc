@@ -323,10 +323,7 @@ TEST_F(Replication, RestartResumesFromOrigin) {
   run = StartRun();
   Wait(run.get());
   EXPECT_EQ(SubscriberValue("SELECT count(*) FROM r"), "200");
-  // A second `run` for the same subscription is refused.
-  auto second = RunLorry(Args({"run"}), 30);
-  EXPECT_EQ(second.exit_code, 2) << second.all();
-  EXPECT_NE(second.all().find("already active"), std::string::npos) << second.all();
+  // A second `run` for the same subscription stands by: see standby_test.cc.
 }
 
 // A backlog of small provider transactions is applied in far fewer

@@ -141,7 +141,38 @@ struct Report {
   bool slot_active = false;
   std::optional<Lsn> slot_confirmed_flush;
   std::optional<int64_t> slot_retained_bytes;
+  // The run lease and a standby run (daemon/run_lease.h).
+  std::string lease_owner;
+  std::string lease_since;
+  std::optional<double> lease_expires_in_seconds;
+  int64_t takeovers = 0;
+  std::string standby_host;  // empty: no standby seen in the last 5 s
+  std::string standby_pid;
+  std::string standby_since;
 };
+
+// The lease and a live standby, from lorry.subscriptions.
+Status ReadLease(pg::PgConn& subscriber, const std::string& name, Report* r) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto res, subscriber.ExecParams(
+                    "SELECT lease_owner, lease_since::text, "
+                    "  extract(epoch FROM lease_expires_at - clock_timestamp())::float8, takeovers, "
+                    "  standby_host, standby_pid, standby_since::text, "
+                    "  standby_seen_at > clock_timestamp() - interval '5 s' "
+                    "FROM lorry.subscriptions WHERE name = $1",
+                    {name}));
+  if (res.rows() == 0) return Status::Ok();
+  r->lease_owner = res.Get(0, 0);
+  r->lease_since = res.Get(0, 1);
+  if (!res.IsNull(0, 2)) r->lease_expires_in_seconds = std::stod(std::string(res.Get(0, 2)));
+  r->takeovers = res.GetInt(0, 3);
+  if (res.GetBool(0, 7)) {
+    r->standby_host = res.Get(0, 4);
+    r->standby_pid = res.Get(0, 5);
+    r->standby_since = res.Get(0, 6);
+  }
+  return Status::Ok();
+}
 
 // Reads the provider's side of the report: current WAL position and slot.
 Status ReadProvider(const Config& config, Report* r) {
@@ -176,6 +207,7 @@ Result<Report> BuildReport(const Config& config, pg::PgConn& subscriber, bool wi
 
   LORRY_ASSIGN_OR_RETURN(r.run_active, RunIsActive(subscriber, config.name));
   if (r.run_active) r.run_holder = RunHolder(subscriber, config.name);
+  (void)ReadLease(subscriber, config.name, &r);  // absent until a run of this version migrated the schema
   r.applied_lsn = OriginProgress(subscriber, r.names.origin, false);
   if (!r.applied_lsn) r.applied_lsn = r.sub.last_commit_lsn;
   LORRY_ASSIGN_OR_RETURN(auto age, subscriber.QueryValue("SELECT extract(epoch FROM clock_timestamp() - "
@@ -236,6 +268,15 @@ json ReportJson(const Report& r) {
       {"proto_version", r.sub.proto_version},
       {"last_error", TextJson(r.sub.last_error)},
       {"last_error_at", TextJson(r.sub.last_error_at)},
+      {"lease",
+       {{"owner", TextJson(r.lease_owner)},
+        {"since", TextJson(r.lease_since)},
+        {"expires_in_seconds", OptJson(r.lease_expires_in_seconds)},
+        {"takeovers", r.takeovers}}},
+      {"standby", r.standby_host.empty() ? json(nullptr)
+                                         : json{{"host", r.standby_host},
+                                                {"pid", std::stoll(r.standby_pid)},
+                                                {"since", r.standby_since}}},
   };
   if (r.provider_error.empty()) {
     sub["slot_state"] = {{"exists", r.slot_exists},
@@ -266,6 +307,16 @@ void PrintReport(const Report& r, std::ostream& out) {
   } else {
     line("run", "not running");
   }
+  if (!r.lease_owner.empty())
+    line("lease", fmt::format("held by {} since {}{}{}", r.lease_owner, r.lease_since,
+                              r.lease_expires_in_seconds
+                                  ? fmt::format(", expires in {:.1f} s unless renewed", *r.lease_expires_in_seconds)
+                                  : "",
+                              r.takeovers > 0 ? fmt::format(" ({} takeover{})", r.takeovers, r.takeovers == 1 ? "" : "s")
+                                              : ""));
+  line("standby", r.standby_host.empty() ? "none"
+                                         : fmt::format("pid {} on host {}, waiting since {}", r.standby_pid,
+                                                       r.standby_host, r.standby_since));
 
   if (r.provider_error.empty()) {
     if (!r.slot_exists)

@@ -17,10 +17,18 @@ void RegisterRun(CLI::App& app, GlobalOptions& g, Action& action) {
   auto* cmd = app.add_subcommand("run", "the replication daemon: copy, catch up, stream");
   auto opts = std::make_shared<daemon::RunOptions>();
   cmd->add_option("--jobs,-j", opts->jobs, "parallel copy connections (default: config copy.jobs)");
-  cmd->callback([&, opts] {
-    action = [&, opts] {
+  auto timeouts = std::make_shared<std::pair<double, double>>(0, 0);
+  cmd->add_option("--takeover-timeout", timeouts->first,
+                  "seconds before a standby takes over from a silent active run (default: config run.takeover_timeout)");
+  cmd->add_option("--network-timeout", timeouts->second,
+                  "seconds of silence before a connection counts as dead (default: config run.network_timeout)");
+  cmd->callback([&, opts, timeouts] {
+    action = [&, opts, timeouts] {
       auto config = ResolveConfig(g);
       if (!config.ok()) return Finish(config.status());
+      if (timeouts->first > 0) config->run.takeover_timeout = timeouts->first;
+      if (timeouts->second > 0) config->run.network_timeout = timeouts->second;
+      if (Status v = ValidateConfig(*config); !v.ok()) return Finish(v);
       SetLogLevel(config->log_level);
       struct sigaction sa {};
       sa.sa_handler = OnStopSignal;

@@ -37,6 +37,14 @@ constexpr IntRange kGroupMaxChanges{"apply.group_max_changes", 1, INT_MAX};
 constexpr IntRange kGroupMaxDelayMs{"apply.group_max_delay_ms", 0, 60000};
 constexpr IntRange kStatementCacheSize{"apply.statement_cache_size", 1, 1000000};
 
+struct SecondsRange {
+  std::string_view key;
+  double min;
+  double max;
+};
+constexpr SecondsRange kTakeoverTimeout{"run.takeover_timeout", 1, 3600};
+constexpr SecondsRange kNetworkTimeout{"run.network_timeout", 1, 3600};
+
 std::string Expected(const IntRange& r) {
   if (r.max == INT_MAX) return fmt::format("an integer >= {}", r.min);
   return fmt::format("an integer {}..{}", r.min, r.max);
@@ -83,6 +91,11 @@ Status CheckInt(const IntRange& r, int64_t value) {
   return Status::Usage(fmt::format("{}: expected {}, got {}", r.key, Expected(r), value));
 }
 
+Status CheckSeconds(const SecondsRange& r, double value) {
+  if (value >= r.min && value <= r.max) return Status::Ok();
+  return Status::Usage(fmt::format("{}: expected seconds {}..{}, got {}", r.key, r.min, r.max, value));
+}
+
 Status CheckName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= kMaxNameLength;
   for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
@@ -122,8 +135,10 @@ class Parser {
         LORRY_RETURN_IF_ERROR(ParseCopy(v, &c->copy));
       } else if (key == "apply") {
         LORRY_RETURN_IF_ERROR(ParseApply(v, &c->apply));
+      } else if (key == "run") {
+        LORRY_RETURN_IF_ERROR(ParseRun(v, &c->run));
       } else {
-        return Unknown(key, "", k.source(), v, "name, provider, subscriber, log_level, [copy], [apply]");
+        return Unknown(key, "", k.source(), v, "name, provider, subscriber, log_level, [copy], [apply], [run]");
       }
     }
     return Status::Ok();
@@ -166,6 +181,34 @@ class Parser {
       }
     }
     return Status::Ok();
+  }
+
+  Status ParseRun(const toml::node& node, RunConfig* run) {
+    if (!node.is_table()) return TypeError("run", "a table ([run])", node);
+    for (auto&& [k, v] : *node.as_table()) {
+      std::string_view key = k.str();
+      if (key == "takeover_timeout") {
+        LORRY_ASSIGN_OR_RETURN(run->takeover_timeout, ReadSeconds(v, kTakeoverTimeout));
+      } else if (key == "network_timeout") {
+        LORRY_ASSIGN_OR_RETURN(run->network_timeout, ReadSeconds(v, kNetworkTimeout));
+      } else {
+        return Unknown(key, "run", k.source(), v, "takeover_timeout, network_timeout");
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Seconds: an integer or a float.
+  Result<double> ReadSeconds(const toml::node& node, const SecondsRange& r) {
+    double value = 0;
+    if (node.is_integer())
+      value = static_cast<double>(node.as_integer()->get());
+    else if (node.is_floating_point())
+      value = node.as_floating_point()->get();
+    else
+      return TypeError(r.key, fmt::format("seconds {}..{}", r.min, r.max), node);
+    LORRY_RETURN_IF_ERROR(At(CheckSeconds(r, value), node));
+    return value;
   }
 
   Result<std::string> ReadString(const toml::node& node, std::string_view key) {
@@ -261,6 +304,8 @@ Status ValidateConfig(const Config& c) {
   LORRY_RETURN_IF_ERROR(CheckInt(kGroupMaxChanges, c.apply.group_max_changes));
   LORRY_RETURN_IF_ERROR(CheckInt(kGroupMaxDelayMs, c.apply.group_max_delay_ms));
   LORRY_RETURN_IF_ERROR(CheckInt(kStatementCacheSize, c.apply.statement_cache_size));
+  LORRY_RETURN_IF_ERROR(CheckSeconds(kTakeoverTimeout, c.run.takeover_timeout));
+  LORRY_RETURN_IF_ERROR(CheckSeconds(kNetworkTimeout, c.run.network_timeout));
   LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.provider, "provider"));
   LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.subscriber, "subscriber"));
   return Status::Ok();

@@ -20,6 +20,9 @@
 //   group_max_changes = 10000
 //   group_max_delay_ms = 50
 //   statement_cache_size = 1000
+//   [run]
+//   takeover_timeout = 10
+//   network_timeout = 30
 #pragma once
 
 #include <cstdint>
@@ -46,6 +49,15 @@ struct ApplyConfig {                  // [apply]
   int statement_cache_size = 1000;    // prepared statements kept: 1..1000000
 };
 
+struct RunConfig {                  // [run]
+  // Seconds after the active `lorry run` last renewed its lease (it renews
+  // every second) before a standby takes over: 1..3600, may be fractional.
+  double takeover_timeout = 10;
+  // Seconds without any answer from a server (replication stream, lease
+  // renewal) before its connection counts as dead and is made again: 1..3600.
+  double network_timeout = 30;
+};
+
 struct Config {
   std::string name = "main";      // subscription name: [a-z0-9_], 1..40 chars (part of slot/publication/origin names)
   std::string provider;           // libpq conninfo or URI
@@ -53,6 +65,7 @@ struct Config {
   std::string log_level = "info";  // trace, debug, info, warn, error
   CopyConfig copy;
   ApplyConfig apply;
+  RunConfig run;
   std::string source;  // where it came from (a file path), for messages; empty if built in code
 };
 

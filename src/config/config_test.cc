@@ -375,3 +375,26 @@ TEST(ParseByteSize, Units) {
 
 }  // namespace
 }  // namespace lorry
+
+namespace lorry {
+namespace {
+
+TEST(ConfigRunSection, TimeoutsInSeconds) {
+  auto c = ParseConfig("[run]\ntakeover_timeout = 2.5\nnetwork_timeout = 5\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_DOUBLE_EQ(c->run.takeover_timeout, 2.5);
+  EXPECT_DOUBLE_EQ(c->run.network_timeout, 5);
+  auto d = ParseConfig("", "t.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_DOUBLE_EQ(d->run.takeover_timeout, 10);
+  EXPECT_DOUBLE_EQ(d->run.network_timeout, 30);
+  std::string m = ParseError("[run]\ntakeover_timeout = 0\n");
+  EXPECT_TRUE(Contains(m, "run.takeover_timeout: expected seconds 1..3600, got 0 in lorry.toml, line 2")) << m;
+  m = ParseError("[run]\nnetwork_timeout = \"10s\"\n");
+  EXPECT_TRUE(Contains(m, "run.network_timeout: expected seconds 1..3600, got \"10s\"")) << m;
+  m = ParseError("[run]\ntakeover = 3\n");
+  EXPECT_TRUE(Contains(m, "unknown key \"run.takeover\"")) << m;
+}
+
+}  // namespace
+}  // namespace lorry

@@ -11,6 +11,7 @@
 
 #include "apply/applier.h"
 #include "common/log.h"
+#include "daemon/run_lease.h"
 #include "pg/connection.h"
 #include "pg/replication_conn.h"
 #include "protocol/pgoutput.h"
@@ -43,8 +44,15 @@ struct TableFilterState {
 // meanwhile need a copy (restart_requested()).
 class Session {
  public:
-  Session(const Config& config, const RunOptions& options, const std::atomic<bool>& stop, apply::ApplyStats* stats)
-      : config_(config), options_(options), stop_(stop), names_(SubscriptionNames::For(config.name)), stats_(stats) {}
+  // `lease` is held when the session starts; its abort flag is `stop_`.
+  Session(const Config& config, const RunOptions& options, RunLease* lease, apply::ApplyStats* stats)
+      : config_(config),
+        options_(options),
+        stop_(lease->abort_flag()),
+        lease_(lease),
+        names_(SubscriptionNames::For(config.name)),
+        stats_(stats) {}
+  ~Session() { lease_->ForgetSessions(); }  // before the connections close
 
   Status Run() {
     LORRY_RETURN_IF_ERROR(ConnectSubscriber());
@@ -72,8 +80,15 @@ class Session {
           "subscription \"{}\" is not initialised on {}: run `lorry init` first", config_.name, control_.label()));
     // Brings the lorry schema up to this binary's version (idempotent).
     LORRY_RETURN_IF_ERROR(state_->Install());
-    LORRY_ASSIGN_OR_RETURN(auto locked, control_.QueryValue("SELECT pg_try_advisory_lock($1, hashtext($2))",
-                                                            {std::to_string(kRunLockClass), config_.name}));
+    // The run lock shows `status` and `drop` that a run is active. This run
+    // holds the lease, and a previous holder's sessions were ended when it
+    // was taken over: the lock is free or about to be.
+    std::optional<std::string> locked;
+    for (int i = 0; i < 50 && !(locked && *locked == "t"); ++i) {
+      if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      LORRY_ASSIGN_OR_RETURN(locked, control_.QueryValue("SELECT pg_try_advisory_lock($1, hashtext($2))",
+                                                         {std::to_string(kRunLockClass), config_.name}));
+    }
     if (!locked || *locked != "t") {
       auto sub = state_->LoadSubscription();
       std::string who = sub.ok() ? fmt::format(" (last heartbeat {})", sub->heartbeat_at) : "";
@@ -82,6 +97,7 @@ class Session {
           config_.name, who));
     }
     LORRY_ASSIGN_OR_RETURN(apply_conn_, pg::PgConn::Connect(config_.subscriber, SubscriberOptions("lorry_apply")));
+    LORRY_RETURN_IF_ERROR(lease_->AddSessions(control_, {&control_, &apply_conn_}));
     LORRY_ASSIGN_OR_RETURN(sub_, state_->LoadSubscription());
     stats_->xacts = std::max(stats_->xacts, sub_.xacts_applied);
     stats_->changes = std::max(stats_->changes, sub_.changes_applied);
@@ -159,12 +175,7 @@ class Session {
                                         "FROM pg_replication_slots s WHERE slot_name = $1",
                                         {names_.slot}));
     bool exists = slot.rows() > 0;
-    if (exists && slot.Get(0, 1) == "lost")
-      return Status::Precondition(fmt::format(
-          "replication slot {} on the provider was invalidated (wal_status=lost, see max_slot_wal_keep_size): "
-          "the changes since lorry last ran are gone. Start the subscription over: `lorry drop`, `lorry init`, "
-          "`lorry add ...` (the tables are copied again)",
-          names_.slot));
+    if (exists && slot.Get(0, 1) == "lost") return SlotInvalidated();
     if (exists && (slot.Get(0, 0) != "pgoutput" || !slot.GetBool(0, 2)))
       return Status::Precondition(fmt::format("replication slot {} exists on the provider but is not lorry's "
                                               "(plugin {}, or another database): drop or rename it",
@@ -214,6 +225,16 @@ class Session {
           CopyPending(pending, created.snapshot, created.consistent_point, TableStateKind::kCatchingUp));
     }
     return RebuildLeftoverIndexes();
+  }
+
+  // Never re-created silently: the changes it no longer has are lost to
+  // lorry, and only copying the tables again makes the subscriber whole.
+  Status SlotInvalidated() const {
+    return Status::Precondition(fmt::format(
+        "replication slot {} on the provider was invalidated (wal_status=lost: the provider removed WAL it still "
+        "needed, see max_slot_wal_keep_size): provider changes since {} are lost to lorry. Copy every table again "
+        "with `lorry resync --all` (then `lorry run`)",
+        names_.slot, sub_.confirmed_lsn ? sub_.confirmed_lsn->ToString() : "lorry last ran"));
   }
 
   Status LoadFilter() {
@@ -310,19 +331,42 @@ class Session {
 
     std::string options = fmt::format("proto_version '{}', publication_names '{},{}'", proto_version_,
                                       pg::QuoteIdent(names_.publication), pg::QuoteIdent(names_.insert_only_publication));
-    LORRY_RETURN_IF_ERROR(repl_.StartReplication(names_.slot, start, options));
+    if (Status st = repl_.StartReplication(names_.slot, start, options); !st.ok()) {
+      // Invalidated since the check at start, or while streaming.
+      if (st.message().find("can no longer get changes from replication slot") != std::string::npos ||
+          st.message().find("has been invalidated") != std::string::npos)
+        return SlotInvalidated();
+      return st;
+    }
     spdlog::info("sub={} streaming from slot={} start={} proto_version={}", config_.name, names_.slot,
                  start.ToString(), proto_version_);
     LORRY_RETURN_IF_ERROR(state_->RecordError(""));
     LORRY_RETURN_IF_ERROR(CheckSlotNotAhead(start));
     protocol::PgOutputDecoder decoder(proto_version_);
     last_tick_ = Clock::now();
+    auto last_message = Clock::now();
+    bool probed = false;
+    const auto network_timeout = std::chrono::duration<double>(config_.run.network_timeout);
     while (!stop_.load()) {
       // With a group open, only look at what is already waiting: when
       // nothing is, the group commits now (a lone transaction is not delayed).
       bool group = applier_->group_pending();
       LORRY_ASSIGN_OR_RETURN(auto data, repl_.Read(std::chrono::milliseconds(group ? 0 : 100)));
       if (!data && group) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
+      if (data) {
+        last_message = Clock::now();
+        probed = false;
+      } else if (Clock::now() - last_message > network_timeout) {
+        // The walsender sends keepalives and answers the probe below at
+        // once: silence this long means the connection is dead (e.g. a
+        // network dropping packets), even if TCP has not noticed yet.
+        return Status::Connection(fmt::format("{}: nothing received on the replication connection for {:.0f} s "
+                                              "(run.network_timeout); reconnecting",
+                                              repl_.label(), config_.run.network_timeout));
+      } else if (!probed && Clock::now() - last_message > network_timeout / 2) {
+        LORRY_RETURN_IF_ERROR(SendFeedback(true));  // reply requested: a keepalive comes back
+        probed = true;
+      }
       if (data) {
         LORRY_ASSIGN_OR_RETURN(auto frame, protocol::ParseWalSenderFrame(*data));
         if (auto* x = std::get_if<protocol::XLogData>(&frame)) {
@@ -354,6 +398,11 @@ class Session {
       if (Clock::now() - last_tick_ >= std::chrono::seconds(1)) LORRY_RETURN_IF_ERROR(Tick());
       if (restart_ && applier_->group_pending()) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
       if (restart_ && !applier_->in_transaction()) break;
+    }
+    if (std::string why = lease_->lost_reason(); !why.empty()) {
+      // Deposed: commit nothing more (another run may be applying).
+      applier_->Rollback();
+      return Status::Connection("lost the run lease: " + why);
     }
     if (applier_->group_pending()) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
     applier_->Rollback();
@@ -396,7 +445,8 @@ class Session {
 
   const Config& config_;
   const RunOptions& options_;
-  const std::atomic<bool>& stop_;
+  const std::atomic<bool>& stop_;  // the lease's abort flag: a stop request or the lease lost
+  RunLease* lease_;
   SubscriptionNames names_;
   apply::ApplyStats* stats_;
 
@@ -438,10 +488,21 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
   apply::ApplyStats stats;
   std::mt19937 rng(static_cast<unsigned>(getpid()));
   int failures = 0;
+  RunLease lease({config.subscriber, config.name, config.run.takeover_timeout, config.run.network_timeout}, stop);
   while (!stop.load()) {
-    Session session(config, options, stop, &stats);
+    // A standby until this run holds the lease (at once when nobody does).
+    if (Status held = lease.WaitUntilHeld(); !held.ok()) {
+      if (stop.load()) break;
+      spdlog::error("sub={} stopping: {}", config.name, held.message());
+      return held;
+    }
+    Session session(config, options, &lease, &stats);
     Status s = session.Run();
     if (stop.load()) break;
+    if (!lease.lost_reason().empty()) {
+      failures = 0;  // deposed: stand by again
+      continue;
+    }
     if (s.ok() && session.restart_requested()) {
       failures = 0;
       continue;
@@ -449,6 +510,8 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
     if (s.ok()) continue;
     if (!Retryable(s) && !session.apply_failed()) {
       spdlog::error("sub={} stopping: {}", config.name, s.message());
+      if (auto c = pg::PgConn::Connect(config.subscriber, {{}, "subscriber"}); c.ok())
+        (void)StateStore(&c.value(), config.name).RecordError(s.message());
       return s;
     }
     if (session.made_progress()) failures = 0;

@@ -1,6 +1,9 @@
 #include "pg/connection.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
+
+#include <cerrno>
 
 #include <cstdlib>
 #include <cstring>
@@ -90,9 +93,16 @@ Result<PgConn> PgConn::Connect(const std::string& conninfo, const ConnectOptions
   // keywords override what it says, which is how replication=database and
   // session options are added without editing the user's string.
   // connect_timeout comes first so that the user's own value wins.
+  // So do TCP keepalives and tcp_user_timeout: a server behind a network
+  // that silently drops packets is noticed within about 30 s (keepalive
+  // probes after 10 s idle, every 5 s, 3 lost = dead; unacknowledged data
+  // for 30 s = dead) instead of the kernel's two hours. Values written in
+  // the connection string win.
   const char* timeout = std::getenv("PGCONNECT_TIMEOUT") ? std::getenv("PGCONNECT_TIMEOUT") : "10";
-  std::vector<const char*> keys{"connect_timeout", "fallback_application_name", "dbname"};
-  std::vector<const char*> values{timeout, "lorry", conninfo.c_str()};
+  std::vector<const char*> keys{"connect_timeout", "keepalives",          "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                "fallback_application_name", "dbname"};
+  std::vector<const char*> values{timeout, "1", "10", "5", "3", "30000", "lorry", conninfo.c_str()};
   for (const auto& [k, v] : options.overrides) {
     keys.push_back(k.c_str());
     values.push_back(v.c_str());
@@ -133,6 +143,8 @@ Result<PgConn> PgConn::Connect(const std::string& conninfo, const ConnectOptions
 }
 
 int PgConn::server_version() const { return conn_ ? PQserverVersion(conn_) : 0; }
+int PgConn::backend_pid() const { return conn_ ? PQbackendPID(conn_) : 0; }
+int PgConn::socket() const { return conn_ ? PQsocket(conn_) : -1; }
 
 Status PgConn::ConnectionError(std::string_view what) const {
   std::string msg = conn_ ? TrimMessage(PQerrorMessage(conn_)) : "not connected";
@@ -182,6 +194,38 @@ Result<PgResult> PgConn::ExecParams(std::string_view sql, const std::vector<Para
                PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, a.data(), nullptr,
                             nullptr, 0),
                sql);
+}
+
+Result<PgResult> PgConn::ExecParamsWithin(std::string_view sql, const std::vector<Param>& params,
+                                          std::chrono::milliseconds timeout) {
+  if (!conn_) return Status::Connection(label_ + ": not connected");
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  ParamValues a(params);
+  std::string q(sql);
+  if (PQsendQueryParams(conn_, q.c_str(), a.size(), nullptr, a.data(), nullptr, nullptr, 0) != 1 ||
+      PQflush(conn_) != 0)
+    return ConnectionError("sending a query");
+  PGresult* last = nullptr;
+  while (true) {
+    while (!PQisBusy(conn_)) {
+      PGresult* res = PQgetResult(conn_);
+      if (res == nullptr) return Check(*this, last, sql);
+      if (last) PQclear(last);
+      last = res;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      if (last) PQclear(last);
+      return Status::Connection(fmt::format("{}: no answer within {:.1f} s (network or server not responding)",
+                                            label_, timeout.count() / 1000.0));
+    }
+    pollfd p{PQsocket(conn_), POLLIN, 0};
+    int rc = poll(&p, 1, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()) + 1);
+    if ((rc < 0 && errno != EINTR) || (rc > 0 && PQconsumeInput(conn_) == 0)) {
+      if (last) PQclear(last);
+      return ConnectionError("waiting for an answer");
+    }
+  }
 }
 
 Result<std::optional<std::string>> PgConn::QueryValue(std::string_view sql, const std::vector<Param>& params) {

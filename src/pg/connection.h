@@ -104,11 +104,19 @@ class PgConn {
   // Like "provider (host=127.0.0.1 port=5432 dbname=app user=lorry)": never a password.
   const std::string& label() const { return label_; }
   int server_version() const;  // e.g. 150004
+  int backend_pid() const;     // the server process of this session (pg_backend_pid())
+  int socket() const;          // the connection's socket, -1 when not connected
 
   // Runs one or more statements without parameters; returns the last result.
   Result<PgResult> Exec(std::string_view sql);
   // One statement with text parameters.
   Result<PgResult> ExecParams(std::string_view sql, const std::vector<Param>& params);
+  // Like ExecParams, but gives up after `timeout` without a complete answer
+  // (kConnection; the connection is then unusable: drop it). For calls that
+  // must not hang on a server that stopped answering without closing the
+  // connection (a network that drops packets).
+  Result<PgResult> ExecParamsWithin(std::string_view sql, const std::vector<Param>& params,
+                                    std::chrono::milliseconds timeout);
   // Convenience: first column of first row, nullopt for NULL or no rows.
   Result<std::optional<std::string>> QueryValue(std::string_view sql, const std::vector<Param>& params = {});
 

@@ -76,8 +76,47 @@ CREATE TABLE IF NOT EXISTS lorry.deferred_indexes (
 );
 )sql";
 
+// Version 3: the run lease (one applying `lorry run` per subscription;
+// others stand by and take over), and provider transactions skipped on
+// purpose (`lorry skip --lsn`). See daemon/run_lease.h.
+constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS lease_owner text;          -- host:pid:nonce of the applying run
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS lease_since timestamptz;
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz;  -- renewed every second
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS lease_pids int[];          -- its subscriber sessions
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS takeovers bigint NOT NULL DEFAULT 0;
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS standby_host text;         -- a run waiting to take over
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS standby_pid int;
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS standby_since timestamptz;
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS standby_seen_at timestamptz;
+-- Fencing: called by an apply transaction right before COMMIT. It fails
+-- unless the run still holds the lease, and locks the row FOR SHARE so that
+-- a takeover (an UPDATE of the row) waits until this transaction has ended.
+CREATE OR REPLACE FUNCTION lorry.check_lease(p_subscription text, p_owner text) RETURNS void
+LANGUAGE plpgsql AS $f$
+BEGIN
+  PERFORM 1 FROM lorry.subscriptions s WHERE s.name = p_subscription AND s.lease_owner = p_owner FOR SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'lorry run % no longer holds the lease of subscription %: another run took over',
+      p_owner, p_subscription USING ERRCODE = 'LR001';
+  END IF;
+END
+$f$;
+CREATE TABLE IF NOT EXISTS lorry.skips (
+  subscription      text NOT NULL REFERENCES lorry.subscriptions(name) ON DELETE CASCADE,
+  commit_lsn        pg_lsn NOT NULL,   -- the provider transaction's commit LSN (as apply errors show it)
+  requested_at      timestamptz NOT NULL DEFAULT now(),
+  requested_by      text NOT NULL,     -- OS user@host of `lorry skip`, and the database user
+  skipped_at        timestamptz,       -- when `lorry run` skipped it
+  end_lsn           pg_lsn,
+  commit_time       timestamptz,       -- the provider transaction's commit time
+  changes           jsonb,             -- changes not applied, per table: {"public.t": 3}
+  PRIMARY KEY (subscription, commit_lsn)
+);
+)sql";
+
 // Migrations in order; migration i brings the schema to version i + 1.
-constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2};
+constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3};
 
 std::optional<Lsn> LsnOrNull(const pg::PgResult& r, int row, int col) {
   if (r.IsNull(row, col)) return std::nullopt;

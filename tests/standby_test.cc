@@ -1,0 +1,174 @@
+// Two `lorry run` processes for one subscription: one applies, the other
+// stands by (shown by `status`) and takes over when the active one is killed
+// or cut off from the subscriber, under write load, with no loss, no
+// duplicates and never two appliers at once.
+#include <fmt/format.h>
+
+#include <atomic>
+#include <thread>
+
+#include "fixture.h"
+#include "tcp_proxy.h"
+
+namespace lorry::test {
+namespace {
+
+class Standby : public TwoClusters {
+ protected:
+  void InitAndAdd() {
+    BothSql("CREATE TABLE c (id int PRIMARY KEY, n int NOT NULL)");
+    ProviderSql("INSERT INTO c SELECT g, 0 FROM generate_series(1, 100) g");
+    auto init = RunLorry(Args({"init"}));
+    ASSERT_EQ(init.exit_code, 0) << init.all();
+    auto add = RunLorry(Args({"add", "c"}));
+    ASSERT_EQ(add.exit_code, 0) << add.all();
+  }
+
+  std::vector<std::string> RunArgs(const std::string& subscriber) const {
+    return {"run", "--provider", Provider(), "--subscriber", subscriber, "--name", "main",
+            "--takeover-timeout", "3", "--network-timeout", "3"};
+  }
+
+  void Wait(LorryProcess* a, LorryProcess* b) {
+    auto w = RunLorry(Args({"wait", "--timeout", "120"}), 150);
+    ASSERT_EQ(w.exit_code, 0) << w.all() << "\n--- first run:\n" << a->Log() << "\n--- second run:\n" << b->Log();
+  }
+
+  bool ShowsStandby(pid_t pid) {
+    auto s = RunLorry(Args({"status"}));
+    return s.out.find(fmt::format("standby       pid {} ", pid)) != std::string::npos;
+  }
+
+  int64_t Rows() { return std::stoll(SubscriberValue("SELECT count(*) FROM c")); }
+
+  // Small transactions, each incrementing a counter and inserting a row: a
+  // lost or duplicated transaction shows in the sums.
+  std::thread Writer(int n, std::atomic<int>* done) {
+    return std::thread([this, n, done] {
+      auto p = ConnectProvider();
+      for (int i = 0; i < n; ++i) {
+        auto r = p.Exec(fmt::format("UPDATE c SET n = n + 1 WHERE id = {}; INSERT INTO c VALUES ({}, 1)",
+                                    1 + i % 100, 1000 + i));
+        ASSERT_TRUE(r.ok()) << r.status().message();
+        *done = i + 1;
+      }
+    });
+  }
+
+  // Samples the subscriber every 20 ms: how many apply sessions of this
+  // test's database exist at once (never more than one may).
+  class ApplierSampler {
+   public:
+    explicit ApplierSampler(pg::PgConn conn) : conn_(std::move(conn)) {
+      thread_ = std::thread([this] {
+        while (!stop_) {
+          auto v = conn_.QueryValue("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND application_name = 'lorry_apply'");
+          if (v.ok() && *v) {
+            int n = std::stoi(**v);
+            max_ = std::max(max_.load(), n);
+            if (n == 1) seen_one_ = true;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      });
+    }
+    ~ApplierSampler() { Stop(); }
+    void Stop() {
+      stop_ = true;
+      if (thread_.joinable()) thread_.join();
+    }
+    int max() const { return max_; }
+    bool seen_one() const { return seen_one_; }
+
+   private:
+    pg::PgConn conn_;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> max_{0};
+    std::atomic<bool> seen_one_{false};
+    std::thread thread_;
+  };
+};
+
+TEST_F(Standby, SecondRunStandsByAndTakesOverAfterKill9UnderLoad) {
+  InitAndAdd();
+  auto a = std::make_unique<LorryProcess>(RunArgs(Subscriber()));
+  auto wa = RunLorry(Args({"wait", "--timeout", "60"}), 90);
+  ASSERT_EQ(wa.exit_code, 0) << wa.all() << a->Log();
+  auto b = std::make_unique<LorryProcess>(RunArgs(Subscriber()));
+  ASSERT_TRUE(Eventually([&] { return ShowsStandby(b->pid()); }, 30)) << RunLorry(Args({"status"})).all()
+                                                                       << b->Log();
+  auto json = RunLorry(Args({"status", "--json"}));
+  EXPECT_NE(json.out.find(fmt::format("\"pid\": {}", b->pid())), std::string::npos) << json.out;
+  EXPECT_NE(b->Log().find("standby: the lease is held by"), std::string::npos) << b->Log();
+
+  ApplierSampler sampler(ConnectSubscriber());
+  std::atomic<int> written{0};
+  std::thread writer = Writer(4000, &written);
+  ASSERT_TRUE(Eventually([&] { return Rows() > 1000; }, 120)) << a->Log();
+  a->Kill9();
+  auto killed_at = std::chrono::steady_clock::now();
+  int64_t at_kill = Rows();
+  // The standby applies within the takeover timeout (3 s; here at once:
+  // the killed run's sessions are gone).
+  ASSERT_TRUE(Eventually([&] { return Rows() > at_kill; }, 30)) << b->Log();
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  EXPECT_LT(took, 3.0 + 1.0) << b->Log();
+  writer.join();
+  Wait(a.get(), b.get());
+  sampler.Stop();
+  EXPECT_EQ(SubscriberValue("SELECT sum(n) FROM c"), "8000");
+  EXPECT_EQ(Rows(), 4100);
+  ExpectSameContent("c");
+  EXPECT_LE(sampler.max(), 1) << "two apply sessions at once";
+  EXPECT_TRUE(sampler.seen_one());
+  EXPECT_NE(b->Log().find("took over the lease from"), std::string::npos) << b->Log();
+  auto status = RunLorry(Args({"status"}));
+  EXPECT_NE(status.out.find("(1 takeover)"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find(fmt::format("pid {} on host", b->pid())), std::string::npos) << status.out;
+  EXPECT_EQ(b->Terminate(), 0) << b->Log();
+  // A clean stop releases the lease: the next run takes it at once.
+  EXPECT_EQ(SubscriberValue("SELECT lease_owner IS NULL FROM lorry.subscriptions"), "t");
+}
+
+// The active run loses its subscriber connections (a network that drops
+// packets: nothing fails, nothing answers). It stops applying by itself
+// once it cannot renew its lease; the standby takes over once the lease
+// expired and ends the old run's sessions. When the network comes back the
+// old run stands by.
+TEST_F(Standby, ActiveCutOffFromTheSubscriberIsReplaced) {
+  InitAndAdd();
+  TcpProxy proxy(subscriber_cluster()->port());
+  auto a = std::make_unique<LorryProcess>(RunArgs(proxy.Route(Subscriber())));
+  auto wa = RunLorry(Args({"wait", "--timeout", "60"}), 90);
+  ASSERT_EQ(wa.exit_code, 0) << wa.all() << a->Log();
+  auto b = std::make_unique<LorryProcess>(RunArgs(Subscriber()));
+  ASSERT_TRUE(Eventually([&] { return ShowsStandby(b->pid()); }, 30)) << b->Log();
+
+  ApplierSampler sampler(ConnectSubscriber());
+  std::atomic<int> written{0};
+  std::thread writer = Writer(3000, &written);
+  ASSERT_TRUE(Eventually([&] { return Rows() > 600; }, 120)) << a->Log();
+  proxy.Blackhole();
+  auto cut_at = std::chrono::steady_clock::now();
+  // What A committed before the cut is all there is until B takes over.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  int64_t before = Rows();
+  ASSERT_TRUE(Eventually([&] { return Rows() > before; }, 60)) << a->Log() << "\n---\n" << b->Log();
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - cut_at).count();
+  EXPECT_LT(took, 3.0 + 3.0) << b->Log();
+  EXPECT_NE(a->Log().find("lost the run lease"), std::string::npos) << a->Log();
+  proxy.Pass();
+  ASSERT_TRUE(Eventually([&] { return ShowsStandby(a->pid()); }, 60)) << a->Log();
+  writer.join();
+  Wait(a.get(), b.get());
+  sampler.Stop();
+  EXPECT_EQ(SubscriberValue("SELECT sum(n) FROM c"), "6000");
+  ExpectSameContent("c");
+  EXPECT_LE(sampler.max(), 1) << "two apply sessions at once";
+  EXPECT_TRUE(a->Running()) << a->Log();
+  EXPECT_TRUE(b->Running()) << b->Log();
+}
+
+}  // namespace
+}  // namespace lorry::test
