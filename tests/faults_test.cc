@@ -1,0 +1,186 @@
+// Fault injection: `lorry run` survives by itself, without loss or
+// duplicates, connections cut in the middle of a transaction and networks
+// that drop every packet (a TcpProxy between lorry and a server), and an
+// invalidated slot is reported with the way out, never re-created.
+// kill -9 of lorry and restarts of either server: replication_test.cc.
+//
+// Each test ends comparing both sides row by row (ExpectSameContent; these
+// can switch to `lorry compare` once it is on main).
+#include <fmt/format.h>
+
+#include <atomic>
+#include <thread>
+
+#include "fixture.h"
+#include "tcp_proxy.h"
+
+namespace lorry::test {
+namespace {
+
+class Faults : public TwoClusters {
+ protected:
+  void InitAndAdd() {
+    BothSql("CREATE TABLE f (id int PRIMARY KEY, n int NOT NULL, v text)");
+    ProviderSql("INSERT INTO f SELECT g, 0, 'x' FROM generate_series(1, 100) g");
+    auto init = RunLorry(Args({"init"}));
+    ASSERT_EQ(init.exit_code, 0) << init.all();
+    auto add = RunLorry(Args({"add", "f"}));
+    ASSERT_EQ(add.exit_code, 0) << add.all();
+  }
+
+  // `lorry run` with short timeouts; connection strings as given (e.g.
+  // routed through a proxy, with a short connect_timeout).
+  std::unique_ptr<LorryProcess> Run(const std::string& provider, const std::string& subscriber) {
+    return std::make_unique<LorryProcess>(std::vector<std::string>{
+        "run", "--provider", provider, "--subscriber", subscriber, "--name", "main", "--takeover-timeout", "3",
+        "--network-timeout", "2"});
+  }
+
+  void Wait(LorryProcess* run, double timeout = 120) {
+    auto w = RunLorry(Args({"wait", "--timeout", fmt::format("{}", timeout)}), timeout + 30);
+    ASSERT_EQ(w.exit_code, 0) << w.all() << "\n--- lorry run log:\n" << run->Log();
+  }
+
+  int64_t Rows() { return std::stoll(SubscriberValue("SELECT count(*) FROM f")); }
+
+  // Waits until the apply session is inside a large subscriber transaction.
+  bool ApplyingLargeTransaction() {
+    return Eventually([&] {
+      return SubscriberValue("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                             "application_name = 'lorry_apply' AND xact_start IS NOT NULL") != "0" &&
+             SubscriberValue("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'f'") != "0";
+    }, 60);
+  }
+
+  // Small transactions: a lost or duplicated one shows in the sums.
+  std::thread Writer(int n) {
+    return std::thread([this, n] {
+      auto p = ConnectProvider();
+      for (int i = 0; i < n; ++i) {
+        auto r = p.Exec(fmt::format("UPDATE f SET n = n + 1 WHERE id = {}; INSERT INTO f VALUES ({}, 1, 'w')",
+                                    1 + i % 100, 1000000 + i));
+        ASSERT_TRUE(r.ok()) << r.status().message();
+      }
+    });
+  }
+
+  std::string Routed(const TcpProxy& proxy, const std::string& conninfo) {
+    return proxy.Route(conninfo) + " connect_timeout=2";
+  }
+};
+
+// The stream breaks while a 100 000-row transaction is being applied: the
+// open subscriber transaction is rolled back and applied again, whole.
+TEST_F(Faults, ProviderConnectionCutInTheMiddleOfATransaction) {
+  InitAndAdd();
+  TcpProxy proxy(provider_cluster()->port());
+  auto run = Run(Routed(proxy, Provider()), Subscriber());
+  Wait(run.get());
+  ProviderSql("INSERT INTO f SELECT g, 0, md5(g::text) FROM generate_series(101, 100100) g");
+  ASSERT_TRUE(ApplyingLargeTransaction()) << run->Log();
+  EXPECT_EQ(Rows(), 100);
+  proxy.CutAll();
+  Wait(run.get());
+  EXPECT_EQ(Rows(), 100100);
+  ExpectSameContent("f");
+  EXPECT_NE(run->Log().find("retrying"), std::string::npos) << run->Log();
+  EXPECT_TRUE(run->Running()) << run->Log();
+}
+
+// The apply session's connection breaks in the middle of a large subscriber
+// transaction (and the lease's too): nothing of it stays, all of it comes again.
+TEST_F(Faults, SubscriberConnectionCutInTheMiddleOfATransaction) {
+  InitAndAdd();
+  TcpProxy proxy(subscriber_cluster()->port());
+  auto run = Run(Provider(), Routed(proxy, Subscriber()));
+  Wait(run.get());
+  ProviderSql("INSERT INTO f SELECT g, 0, md5(g::text) FROM generate_series(101, 100100) g");
+  ASSERT_TRUE(ApplyingLargeTransaction()) << run->Log();
+  proxy.CutAll();
+  EXPECT_EQ(Rows(), 100);
+  Wait(run.get());
+  EXPECT_EQ(Rows(), 100100);
+  ExpectSameContent("f");
+  EXPECT_NE(run->Log().find("retrying"), std::string::npos) << run->Log();
+  EXPECT_TRUE(run->Running()) << run->Log();
+}
+
+// The provider stops answering without closing anything: lorry notices the
+// silence on the replication connection after run.network_timeout (2 s
+// here; the walsender's keepalives or the answer to lorry's probe would have
+// come), reconnects with backoff until the network is back, and goes on.
+TEST_F(Faults, ProviderBlackholedWhileStreaming) {
+  InitAndAdd();
+  TcpProxy proxy(provider_cluster()->port());
+  auto run = Run(Routed(proxy, Provider()), Subscriber());
+  Wait(run.get());
+  std::thread writer = Writer(3000);
+  ASSERT_TRUE(Eventually([&] { return Rows() > 500; }, 60)) << run->Log();
+  proxy.Blackhole();
+  ASSERT_TRUE(Eventually([&] { return run->Log().find("nothing received on the replication connection for 2 s") !=
+                                      std::string::npos; }, 20))
+      << run->Log();
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // a reconnect attempt times out too
+  proxy.Pass();
+  writer.join();
+  Wait(run.get());
+  EXPECT_EQ(SubscriberValue("SELECT sum(n) FROM f"), "6000");
+  ExpectSameContent("f");
+  EXPECT_TRUE(run->Running()) << run->Log();
+}
+
+// The subscriber stops answering: lorry cannot renew its lease, stops
+// applying (its blocked calls are unblocked), and once the network is back
+// takes the lease again and goes on from the origin.
+TEST_F(Faults, SubscriberBlackholedWhileStreaming) {
+  InitAndAdd();
+  TcpProxy proxy(subscriber_cluster()->port());
+  auto run = Run(Provider(), Routed(proxy, Subscriber()));
+  Wait(run.get());
+  std::thread writer = Writer(3000);
+  ASSERT_TRUE(Eventually([&] { return Rows() > 500; }, 60)) << run->Log();
+  proxy.Blackhole();
+  ASSERT_TRUE(Eventually([&] { return run->Log().find("lost the run lease") != std::string::npos; }, 20))
+      << run->Log();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  proxy.Pass();
+  writer.join();
+  Wait(run.get());
+  EXPECT_EQ(SubscriberValue("SELECT sum(n) FROM f"), "6000");
+  ExpectSameContent("f");
+  EXPECT_TRUE(run->Running()) << run->Log();
+}
+
+// The provider removed WAL the slot still needed (max_slot_wal_keep_size)
+// while lorry was stopped: `run` refuses to go on, says what was lost and
+// the way out, in its log and in `status`, and leaves the slot alone.
+TEST_F(Faults, InvalidatedSlotIsReportedNeverRecreated) {
+  if (provider_cluster()->major_version() < 13) GTEST_SKIP() << "max_slot_wal_keep_size is PostgreSQL 13+";
+  InitAndAdd();
+  auto run = Run(Provider(), Subscriber());
+  Wait(run.get());
+  EXPECT_EQ(run->Terminate(), 0) << run->Log();
+  ProviderSql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+  ProviderSql("SELECT pg_reload_conf()");
+  struct Reset {  // the provider cluster is shared by the tests of this process
+    testing::LocalCluster* c;
+    ~Reset() { (void)c->Execute("ALTER SYSTEM RESET max_slot_wal_keep_size; SELECT pg_reload_conf()"); }
+  } reset{provider_cluster()};
+  for (int i = 0; i < 4; ++i) ProviderSql(fmt::format("INSERT INTO f VALUES ({}, 0, 'lost'); SELECT pg_switch_wal()",
+                                                      500 + i));
+  ProviderSql("CHECKPOINT");
+  ASSERT_EQ(ProviderValue("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lorry_main'"), "lost");
+  std::string slot_before = ProviderValue("SELECT restart_lsn::text FROM pg_replication_slots");
+  auto r = RunLorry({"run", "--provider", Provider(), "--subscriber", Subscriber(), "--name", "main"}, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.all();
+  EXPECT_NE(r.all().find("replication slot lorry_main on the provider was invalidated"), std::string::npos) << r.all();
+  EXPECT_NE(r.all().find("lorry resync --all"), std::string::npos) << r.all();
+  auto status = RunLorry(Args({"status"}));
+  EXPECT_NE(status.out.find("lorry resync --all"), std::string::npos) << status.all();
+  // Not dropped, not re-created from a later point.
+  EXPECT_EQ(ProviderValue("SELECT restart_lsn::text FROM pg_replication_slots"), slot_before);
+  EXPECT_EQ(ProviderValue("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lorry_main'"), "lost");
+}
+
+}  // namespace
+}  // namespace lorry::test
