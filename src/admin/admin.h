@@ -6,6 +6,8 @@
 #pragma once
 
 #include <iosfwd>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -14,7 +16,10 @@
 
 namespace lorry::admin {
 
-struct InitOptions {};
+struct InitOptions {
+  // Install the provider's DDL capture event trigger (admin/ddl_capture.h).
+  bool capture_ddl = false;
+};
 // Checks both servers (one line per check, with the fix when it fails) and
 // installs the lorry schema, the origin and the publications. Idempotent.
 Status Init(const Config& config, const InitOptions& options, std::ostream& out);
@@ -27,6 +32,12 @@ struct AddOptions {
   bool truncate = false;  // empty the subscriber tables before their copy
   bool create = false;    // create tables missing on the subscriber (schema/table_create.h)
   std::string pg_dump;    // --pg-dump: the pg_dump for --create (default $LORRY_PG_DUMP, then PATH)
+  // What the tables' publication carries (catalog/publications.h); filter
+  // and columns need PostgreSQL 15+ on the provider.
+  std::string where;    // row filter, SQL
+  std::string columns;  // "a,b"
+  std::string ops;      // "insert,update"
+  std::vector<std::string> sequences;  // --sequence NAME: synced too (sync/sequence_sync.h)
 };
 Status Add(const Config& config, const AddOptions& options, std::ostream& out);
 Status Remove(const Config& config, const std::vector<std::string>& tables, std::ostream& out);
@@ -49,5 +60,17 @@ Status Missing(const Config& config, bool json, std::ostream& out);
 // differences that break replication and the harmless ones
 // (schema/table_diff.h). kNotTrue (exit 1) when any would break.
 Status CheckTables(const Config& config, const std::vector<std::string>& tables, bool json, std::ostream& out);
+
+struct ExecuteOptions {
+  std::string file;              // the SQL script
+  std::vector<std::string> add;  // tables the script creates, added to the subscription
+};
+// Runs the script on the provider in one transaction with a lorry message
+// carrying it; the subscriber runs it at that point of the stream.
+Status Execute(const Config& config, const ExecuteOptions& options, std::ostream& out);
+
+// The first transaction control keyword (BEGIN, COMMIT, ...) that starts a
+// statement of `sql`, skipping comments, literals and dollar quotes.
+std::optional<std::string> FindTransactionControl(std::string_view sql);
 
 }  // namespace lorry::admin

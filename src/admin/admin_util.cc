@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "catalog/publications.h"
+
 namespace lorry::admin {
 
 namespace {
@@ -67,15 +69,19 @@ Result<bool> PublicationExists(pg::PgConn& provider, const std::string& publicat
 }
 
 Result<std::vector<PublicationMember>> ListPublicationMembers(pg::PgConn& provider, const SubscriptionNames& names) {
+  LORRY_ASSIGN_OR_RETURN(auto publications, catalog::ListPublications(provider, names));
+  std::string list;
+  for (const auto& p : publications) list += (list.empty() ? "" : ",") + pg::QuoteIdent(p);
   LORRY_ASSIGN_OR_RETURN(
       auto r, provider.ExecParams(
-                  "SELECT n.nspname, c.relname, p.pubname = $2 FROM pg_publication_rel pr "
+                  "SELECT n.nspname, c.relname, p.pubname = $1, p.pubname FROM pg_publication_rel pr "
                   "JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid "
-                  "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname IN ($1, $2) ORDER BY 1, 2",
-                  {names.publication, names.insert_only_publication}));
+                  "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = ANY ($2::text[]) "
+                  "ORDER BY 1, 2",
+                  {names.insert_only_publication, "{" + list + "}"}));
   std::vector<PublicationMember> out;
   for (int i = 0; i < r.rows(); ++i)
-    out.push_back({{std::string(r.Get(i, 0)), std::string(r.Get(i, 1))}, r.GetBool(i, 2)});
+    out.push_back({{std::string(r.Get(i, 0)), std::string(r.Get(i, 1))}, r.GetBool(i, 2), std::string(r.Get(i, 3))});
   return out;
 }
 

@@ -39,10 +39,12 @@ std::optional<Lsn> OriginProgress(pg::PgConn& subscriber, const std::string& ori
 
 Result<bool> PublicationExists(pg::PgConn& provider, const std::string& publication);
 
-// The tables of the subscription's two publications on the provider.
+// The tables of the subscription's publications on the provider
+// (catalog/publications.h).
 struct PublicationMember {
   pg::QualifiedName table;
   bool insert_only = false;  // in the _insert_only publication
+  std::string publication;
 };
 Result<std::vector<PublicationMember>> ListPublicationMembers(pg::PgConn& provider, const SubscriptionNames& names);
 

@@ -1,11 +1,12 @@
 // `lorry drop`: removes what `init` and `run` created for one subscription:
-// the slot and both publications on the provider, the origin and the
+// the slot, its publications and its DDL capture on the provider, the origin and the
 // subscription's rows (and the lorry schema when no other subscription uses
 // it) on the subscriber. Nothing else, never the user's tables.
 //
 // Each object is looked up first and reported as dropped or not present, so
 // drop works on a partially initialised subscription and can be repeated.
 // It refuses while a `lorry run` holds the subscription's run lock.
+#include <algorithm>
 #include <chrono>
 #include <ostream>
 #include <thread>
@@ -14,6 +15,8 @@
 
 #include "admin/admin.h"
 #include "admin/admin_util.h"
+#include "admin/ddl_capture.h"
+#include "catalog/publications.h"
 #include "state/state_store.h"
 #include "sync/deferred_indexes.h"
 
@@ -87,10 +90,14 @@ Status Drop(const Config& config, std::ostream& out) {
   }
 
   LORRY_RETURN_IF_ERROR(DropSlot(provider, names.slot, out));
-  for (const auto& pub : {names.publication, names.insert_only_publication}) {
-    LORRY_ASSIGN_OR_RETURN(bool exists, PublicationExists(provider, pub));
-    if (exists) LORRY_RETURN_IF_ERROR(provider.Exec("DROP PUBLICATION " + pg::QuoteIdent(pub)).status());
-    Report(out, exists, "provider", "publication " + pub);
+  LORRY_RETURN_IF_ERROR(UninstallDdlCapture(provider, names, out));
+  LORRY_ASSIGN_OR_RETURN(auto publications, catalog::ListPublications(provider, names));
+  for (const auto& pub : {names.publication, names.insert_only_publication})
+    if (std::find(publications.begin(), publications.end(), pub) == publications.end())
+      Report(out, false, "provider", "publication " + pub);
+  for (const auto& pub : publications) {
+    LORRY_RETURN_IF_ERROR(provider.Exec("DROP PUBLICATION " + pg::QuoteIdent(pub)).status());
+    Report(out, true, "provider", "publication " + pub);
   }
 
   LORRY_ASSIGN_OR_RETURN(auto origin, subscriber.QueryValue("SELECT pg_replication_origin_oid($1)", {names.origin}));

@@ -10,6 +10,7 @@
 
 #include "admin/admin.h"
 #include "admin/admin_util.h"
+#include "admin/ddl_capture.h"
 #include "state/state_store.h"
 
 namespace lorry::admin {
@@ -210,6 +211,29 @@ Result<std::vector<Check>> SubscriberChecks(pg::PgConn& c) {
   return checks;
 }
 
+// `--capture-ddl`: event triggers need a superuser, lorry messages PostgreSQL 14.
+Result<Check> CaptureDdlCheck(pg::PgConn& c) {
+  const std::string side = "provider";
+  LORRY_ASSIGN_OR_RETURN(auto r, c.Exec("SELECT rolsuper, current_user FROM pg_roles WHERE rolname = current_user"));
+  if (r.rows() != 1) return Status::Internal("provider: cannot read the current role from pg_roles");
+  if (c.server_version() < 140000)
+    return Fail(side,
+                fmt::format("--capture-ddl needs PostgreSQL 14 or later on the provider (the change stream carries "
+                            "lorry's messages from 14 on); the provider runs {}.{}",
+                            c.server_version() / 10000, c.server_version() % 10000),
+                "leave out --capture-ddl and send DDL with `lorry execute` (also 14+), or run it on both sides "
+                "yourself");
+  std::string user = pg::QuoteIdentIfNeeded(r.Get(0, 1));
+  if (!r.GetBool(0, 0))
+    return Fail(side,
+                fmt::format("--capture-ddl installs an event trigger, which only a superuser may create; user {} is "
+                            "not one",
+                            user),
+                "run `lorry init --capture-ddl` once with a superuser's provider connection (--provider "
+                "\"... user=postgres\"), or leave out --capture-ddl and use `lorry execute`");
+  return Pass(side, fmt::format("user {} is a superuser: may install the DDL capture event trigger", user));
+}
+
 void Report(std::ostream& out, bool created, const std::string& side, const std::string& what) {
   out << fmt::format("{}{}: {}", created ? "created  " : "present  ", side, what) << "\n";
 }
@@ -246,7 +270,7 @@ Status Install(pg::PgConn& provider, pg::PgConn& subscriber, const SubscriptionN
 
 }  // namespace
 
-Status Init(const Config& config, const InitOptions& /*options*/, std::ostream& out) {
+Status Init(const Config& config, const InitOptions& options, std::ostream& out) {
   auto names = SubscriptionNames::For(config.name);
   auto provider = ConnectProvider(config);
   auto subscriber = ConnectSubscriber(config);
@@ -260,6 +284,10 @@ Status Init(const Config& config, const InitOptions& /*options*/, std::ostream& 
   LORRY_ASSIGN_OR_RETURN(auto pc, ProviderChecks(*provider, names));
   LORRY_ASSIGN_OR_RETURN(auto sc, SubscriberChecks(*subscriber));
   checks.insert(checks.end(), pc.begin(), pc.end());
+  if (options.capture_ddl) {
+    LORRY_ASSIGN_OR_RETURN(auto capture, CaptureDdlCheck(*provider));
+    checks.push_back(std::move(capture));
+  }
   checks.insert(checks.end(), sc.begin(), sc.end());
   std::string failures;
   int failed = 0;
@@ -276,6 +304,7 @@ Status Init(const Config& config, const InitOptions& /*options*/, std::ostream& 
         fmt::format("{} check{} failed; nothing was installed:{}", failed, failed == 1 ? "" : "s", failures));
 
   LORRY_RETURN_IF_ERROR(Install(*provider, *subscriber, names, out));
+  if (options.capture_ddl) LORRY_RETURN_IF_ERROR(InstallDdlCapture(*provider, names, out));
   out << fmt::format("subscription \"{}\" is initialised: add tables with `lorry add TABLE...` or `lorry add --all`, "
                      "then start `lorry run`",
                      names.name)

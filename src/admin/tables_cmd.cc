@@ -14,6 +14,7 @@
 //   failure between the two steps, completes what is missing.
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <ostream>
 #include <set>
 
@@ -22,6 +23,7 @@
 #include "admin/admin.h"
 #include "admin/admin_util.h"
 #include "catalog/catalog.h"
+#include "catalog/publications.h"
 #include "schema/table_create.h"
 #include "state/state_store.h"
 
@@ -173,33 +175,131 @@ struct AddPlan {
   bool done() const { return in_publication && in_state; }
 };
 
+// What the tables' publication carries, from the options (see
+// catalog/publications.h); all empty: the whole table, all operations.
+struct PublishSpec {
+  catalog::Ops ops;
+  bool ops_given = false;
+  std::string where;
+  std::vector<std::string> columns;
+  std::string columns_text;  // as given, for lorry.tables
+  std::string publication;   // the one the tables go to
+
+  bool filtered() const { return !where.empty() || !columns.empty(); }
+  // How it is stored in lorry.tables and compared with an earlier add.
+  std::string ops_text() const { return ops_given ? ops.PublishList() : ""; }
+};
+
+Result<PublishSpec> SpecFrom(const AddOptions& options, const SubscriptionNames& names, int provider_version) {
+  PublishSpec spec;
+  if (!options.ops.empty()) {
+    if (options.insert_only)
+      return Status::Usage("--insert-only and --ops do not go together (--insert-only is --ops insert,truncate "
+                           "for a table without a replica identity)");
+    LORRY_ASSIGN_OR_RETURN(spec.ops, catalog::ParseOps(options.ops));
+    spec.ops_given = !spec.ops.all();
+  }
+  if (options.insert_only) spec.ops = catalog::Ops{true, false, false, true};
+  if (!options.where.empty()) {
+    LORRY_RETURN_IF_ERROR(catalog::RequireRowFilterSupport(provider_version, "--where"));
+    spec.where = options.where;
+  }
+  if (!options.columns.empty()) {
+    LORRY_RETURN_IF_ERROR(catalog::RequireRowFilterSupport(provider_version, "--columns"));
+    LORRY_ASSIGN_OR_RETURN(spec.columns, catalog::ParseColumnList(options.columns));
+    spec.columns_text = options.columns;
+  }
+  spec.publication = catalog::PublicationFor(names, spec.ops, options.insert_only);
+  return spec;
+}
+
+// The row filter, column list and ops of tables already in lorry.tables.
+struct StoredSpec {
+  std::string where, columns, ops;
+  bool operator==(const StoredSpec&) const = default;
+};
+Result<std::map<pg::QualifiedName, StoredSpec>> LoadStoredSpecs(pg::PgConn& subscriber, const std::string& sub) {
+  LORRY_ASSIGN_OR_RETURN(auto r, subscriber.ExecParams("SELECT nspname, relname, coalesce(row_filter, ''), "
+                                                       "coalesce(column_list, ''), coalesce(ops, '') "
+                                                       "FROM lorry.tables WHERE subscription = $1",
+                                                       {sub}));
+  std::map<pg::QualifiedName, StoredSpec> out;
+  for (int i = 0; i < r.rows(); ++i)
+    out[{std::string(r.Get(i, 0)), std::string(r.Get(i, 1))}] = {std::string(r.Get(i, 2)),
+                                                                  std::string(r.Get(i, 3)), std::string(r.Get(i, 4))};
+  return out;
+}
+
+// The provider table as the subscriber sees it through a column list.
+catalog::TableInfo Projected(const catalog::TableInfo& t, const std::vector<std::string>& columns) {
+  if (columns.empty()) return t;
+  catalog::TableInfo out = t;
+  out.columns.clear();
+  for (const auto& c : t.columns)
+    if (std::find(columns.begin(), columns.end(), c.name) != columns.end()) out.columns.push_back(c);
+  return out;
+}
+
+// A column list must name existing, stored columns, and the replica identity
+// when UPDATE or DELETE is published (PostgreSQL would refuse those on the
+// provider otherwise).
+void CheckColumns(const catalog::TableInfo& t, const PublishSpec& spec, std::vector<std::string>* problems) {
+  for (const auto& name : spec.columns) {
+    const auto* c = t.FindColumn(name);
+    if (c == nullptr)
+      problems->push_back(fmt::format("--columns: table {} has no column {}", t.name.Display(),
+                                      pg::QuoteIdentIfNeeded(name)));
+    else if (c->generated)
+      problems->push_back(fmt::format("--columns: column {} of table {} is generated: it is never replicated",
+                                      pg::QuoteIdentIfNeeded(name), t.name.Display()));
+  }
+  if (spec.columns.empty() || !spec.ops.needs_identity()) return;
+  for (const auto& c : t.columns) {
+    if (!c.identity_key || std::find(spec.columns.begin(), spec.columns.end(), c.name) != spec.columns.end())
+      continue;
+    problems->push_back(fmt::format(
+        "--columns: column {} of table {} is part of its replica identity{}; a column list without it would make "
+        "every UPDATE and DELETE on the provider fail. Add it to --columns, or replicate only inserts "
+        "(--ops insert,truncate)",
+        pg::QuoteIdentIfNeeded(c.name), t.name.Display(), t.replica_identity == 'f' ? " (REPLICA IDENTITY FULL)" : ""));
+  }
+}
+
 // Checks every candidate against what is already replicated and against the
 // subscriber's table; fills `problems` (refusals) and `notes` (worth saying).
 Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<Candidate>& candidates,
                                      const std::vector<PublicationMember>& members,
-                                     const std::vector<TableState>& states, bool insert_only,
-                                     std::vector<std::string>* problems, std::vector<std::string>* notes,
-                                     std::vector<pg::QualifiedName>* to_create) {
+                                     const std::vector<TableState>& states,
+                                     const std::map<pg::QualifiedName, StoredSpec>& stored, bool insert_only,
+                                     const PublishSpec& spec, std::vector<std::string>* problems,
+                                     std::vector<std::string>* notes, std::vector<pg::QualifiedName>* to_create) {
   std::vector<AddPlan> plans;
+  StoredSpec wanted{spec.where, spec.columns_text, spec.ops_text()};
   for (const auto& c : candidates) {
     const auto& t = c.info;
     auto member = std::find_if(members.begin(), members.end(), [&](auto& m) { return m.table == t.name; });
     auto state = std::find_if(states.begin(), states.end(), [&](auto& s) { return s.name == t.name; });
     bool in_publication = member != members.end(), in_state = state != states.end();
     bool was_insert_only = in_state ? state->insert_only : in_publication && member->insert_only;
+    bool same_publication = !in_publication || member->publication == spec.publication;
+    auto old = stored.find(t.name);
+    bool same_spec = (old == stored.end() ? StoredSpec{} : old->second) == wanted;
     // A table --all finds again is fine whatever its mode; one named again
-    // with another mode is not.
-    if (in_publication && in_state && (!c.named || was_insert_only == insert_only)) {
+    // with another mode, filter, columns or ops is not.
+    if (in_publication && in_state && (!c.named || (was_insert_only == insert_only && same_publication && same_spec))) {
       plans.push_back({&t, true, true, was_insert_only});
       continue;
     }
-    if ((in_publication || in_state) && was_insert_only != insert_only) {
+    if ((in_publication || in_state) && (was_insert_only != insert_only || !same_publication || !same_spec)) {
       problems->push_back(fmt::format("table {} is already replicated {}; to change that, `lorry remove` it and add "
                                       "it again",
-                                      t.name.Display(), was_insert_only ? "insert-only" : "with all operations"));
+                                      t.name.Display(),
+                                      was_insert_only ? "insert-only"
+                                                      : "with other operations, row filter or columns"));
       continue;
     }
-    if (!insert_only && !t.HasUsableIdentity()) problems->push_back(NoIdentityProblem(t));
+    if (spec.ops.needs_identity() && !t.HasUsableIdentity()) problems->push_back(NoIdentityProblem(t));
+    CheckColumns(t, spec, problems);
     LORRY_ASSIGN_OR_RETURN(auto sub, catalog::LookupTable(subscriber, t.name));
     if (!sub && to_create != nullptr) {
       to_create->push_back(t.name);
@@ -208,26 +308,82 @@ Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<C
                                       "same columns, or let lorry create it: `lorry add --create {}`",
                                       t.name.Display(), ShellQuote(t.name.Display())));
     } else {
-      CompareColumns(t, *sub, problems, notes);
+      CompareColumns(Projected(t, spec.columns), *sub, problems, notes);
     }
     plans.push_back({&t, in_publication, in_state, insert_only});
   }
   return plans;
 }
 
+// The columns a table's row filter refers to (read back from the provider
+// catalog after ALTER PUBLICATION, in its transaction).
+Result<std::vector<std::string>> FilterColumns(pg::PgConn& provider, const std::string& publication,
+                                               const catalog::TableInfo& t) {
+  LORRY_ASSIGN_OR_RETURN(auto tree, provider.QueryValue("SELECT pr.prqual::text FROM pg_publication_rel pr JOIN "
+                                                        "pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1 "
+                                                        "AND pr.prrelid = $2::oid",
+                                                        {publication, std::to_string(t.oid)}));
+  std::vector<std::string> out;
+  if (!tree) return out;
+  for (int attno : catalog::VarAttnos(*tree)) {
+    LORRY_ASSIGN_OR_RETURN(auto name, provider.QueryValue("SELECT attname FROM pg_attribute WHERE attrelid = $1::oid "
+                                                          "AND attnum = $2::int2",
+                                                          {std::to_string(t.oid), std::to_string(attno)}));
+    if (name) out.push_back(*name);
+  }
+  return out;
+}
+
 // Publication first, then lorry.tables (see the invariants at the top).
+// Tables with a row filter or column list are added one statement each, and
+// the filter checked, in one provider transaction.
 Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const SubscriptionNames& names,
-                const std::vector<AddPlan>& plans, bool insert_only, bool truncate) {
-  const std::string& publication = insert_only ? names.insert_only_publication : names.publication;
+                const std::vector<AddPlan>& plans, bool insert_only, bool truncate, const PublishSpec& spec) {
+  const std::string& publication = spec.publication;
   std::vector<const catalog::TableInfo*> to_publish;
   for (const auto& p : plans)
     if (!p.in_publication) to_publish.push_back(p.table);
   if (!to_publish.empty()) {
-    LORRY_RETURN_IF_ERROR(provider
-                              .Exec(fmt::format("ALTER PUBLICATION {} ADD TABLE {}", pg::QuoteIdent(publication),
-                                                SqlTableList(to_publish)))
-                              .status()
-                              .WithContext("adding tables to publication " + publication));
+    LORRY_RETURN_IF_ERROR(InTransaction(provider, [&]() -> Status {
+      LORRY_ASSIGN_OR_RETURN(bool exists, PublicationExists(provider, publication));
+      if (!exists)
+        LORRY_RETURN_IF_ERROR(provider
+                                  .Exec(fmt::format("CREATE PUBLICATION {} WITH (publish = {})",
+                                                    pg::QuoteIdent(publication),
+                                                    pg::QuoteLiteral(spec.ops.PublishList())))
+                                  .status());
+      if (!spec.filtered())
+        return provider
+            .Exec(fmt::format("ALTER PUBLICATION {} ADD TABLE {}", pg::QuoteIdent(publication),
+                              SqlTableList(to_publish)))
+            .status()
+            .WithContext("adding tables to publication " + publication);
+      std::vector<std::string> problems;
+      for (const auto* t : to_publish) {
+        std::string columns;
+        for (const auto& c : spec.columns) columns += (columns.empty() ? "" : ", ") + pg::QuoteIdent(c);
+        std::string sql = fmt::format("ALTER PUBLICATION {} ADD TABLE {}{}{}{}", pg::QuoteIdent(publication),
+                                      t->relkind == 'p' ? "" : "ONLY ", t->name.Quoted(),
+                                      columns.empty() ? "" : " (" + columns + ")",
+                                      spec.where.empty() ? "" : " WHERE (" + spec.where + ")");
+        LORRY_RETURN_IF_ERROR(provider.Exec(sql).status().WithContext(
+            fmt::format("adding table {} to publication {} (nothing was added)", t->name.Display(), publication)));
+        if (spec.where.empty() || !spec.ops.needs_identity() || t->replica_identity == 'f') continue;
+        // PostgreSQL checks this only when an UPDATE or DELETE runs.
+        LORRY_ASSIGN_OR_RETURN(auto used, FilterColumns(provider, publication, *t));
+        for (const auto& col : used) {
+          const auto* c = t->FindColumn(col);
+          if (c && !c->identity_key)
+            problems.push_back(fmt::format(
+                "--where: the row filter of table {} uses column {}, which is not part of its replica identity: "
+                "every UPDATE and DELETE on the provider would fail. Filter on key columns, replicate only inserts "
+                "(--ops insert,truncate), or set REPLICA IDENTITY FULL on the table",
+                t->name.Display(), pg::QuoteIdentIfNeeded(col)));
+        }
+      }
+      if (!problems.empty()) return Refusal("add", "added", problems);
+      return Status::Ok();
+    }));
   }
   StateStore store(&subscriber, names.name);
   return InTransaction(subscriber, [&]() -> Status {
@@ -239,15 +395,65 @@ Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const Subscription
       std::optional<int64_t> estimate;
       if (p.table->rows_estimate >= 0) estimate = p.table->rows_estimate;
       LORRY_RETURN_IF_ERROR(store.AddTable(p.table->name, p.insert_only, estimate, truncate));
+      auto opt = [](const std::string& v) { return v.empty() ? pg::Param() : pg::Param(v); };
+      LORRY_RETURN_IF_ERROR(subscriber
+                                .ExecParams("UPDATE lorry.tables SET row_filter = $4, column_list = $5, ops = $6 "
+                                            "WHERE subscription = $1 AND nspname = $2 AND relname = $3",
+                                            {names.name, p.table->name.schema, p.table->name.name, opt(spec.where),
+                                             opt(spec.columns_text), opt(spec.ops_text())})
+                                .status());
     }
     return Status::Ok();
   });
 }
 
+// `add --sequence NAME`: checked on both sides, then recorded.
+Status AddSequences(pg::PgConn& provider, pg::PgConn& subscriber, const std::string& sub,
+                    const std::vector<std::string>& sequences, std::ostream& out) {
+  std::vector<std::string> problems;
+  std::vector<pg::QualifiedName> found;
+  for (const auto& text : sequences) {
+    auto name = pg::ParseQualifiedName(text);
+    if (!name.ok()) {
+      problems.push_back(name.status().message());
+      continue;
+    }
+    constexpr const char* kLookup =
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.oid = to_regclass($1) AND c.relkind = 'S'";
+    LORRY_ASSIGN_OR_RETURN(auto p, provider.ExecParams(kLookup, {name->Quoted()}));
+    if (p.rows() == 0) {
+      problems.push_back(fmt::format("sequence {} not found on the provider", name->Display()));
+      continue;
+    }
+    pg::QualifiedName q{std::string(p.Get(0, 0)), std::string(p.Get(0, 1))};
+    LORRY_ASSIGN_OR_RETURN(auto s, subscriber.ExecParams(kLookup, {q.Quoted()}));
+    if (s.rows() == 0) {
+      problems.push_back(fmt::format("sequence {} does not exist on the subscriber: create it there first "
+                                     "(CREATE SEQUENCE {} ...)",
+                                     q.Display(), q.Quoted()));
+      continue;
+    }
+    found.push_back(q);
+  }
+  if (!problems.empty()) return Refusal("add", "added", problems);
+  for (const auto& q : found) {
+    LORRY_ASSIGN_OR_RETURN(auto r, subscriber.ExecParams("INSERT INTO lorry.sequences (subscription, nspname, "
+                                                         "relname) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING "
+                                                         "RETURNING 1",
+                                                         {sub, q.schema, q.name}));
+    out << (r.rows() > 0 ? fmt::format("added sequence {} (its value is kept current on the subscriber)",
+                                       q.Display())
+                         : fmt::format("sequence {}: already synced", q.Display()))
+        << "\n";
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
-  if (!options.all && options.tables.empty())
+  if (!options.all && options.tables.empty() && options.sequences.empty())
     return Status::Usage("name the tables to add (e.g. `lorry add public.orders`), or use --all [--schema S]");
   if (!options.all && !options.schema.empty())
     return Status::Usage("--schema goes with --all: `lorry add --all --schema " + ShellQuote(options.schema) + "`");
@@ -255,14 +461,20 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
   LORRY_ASSIGN_OR_RETURN(auto provider, ConnectProvider(config));
   LORRY_ASSIGN_OR_RETURN(auto subscriber, ConnectSubscriber(config));
   LORRY_RETURN_IF_ERROR(RequireInitialised(provider, subscriber, names));
+  LORRY_ASSIGN_OR_RETURN(auto spec, SpecFrom(options, names, provider.server_version()));
+  if (!options.sequences.empty()) {
+    LORRY_RETURN_IF_ERROR(AddSequences(provider, subscriber, names.name, options.sequences, out));
+    if (!options.all && options.tables.empty()) return Status::Ok();
+  }
 
   std::vector<std::string> problems, notes;
   LORRY_ASSIGN_OR_RETURN(auto candidates, ResolveTables(provider, options, &problems));
   LORRY_ASSIGN_OR_RETURN(auto members, ListPublicationMembers(provider, names));
   LORRY_ASSIGN_OR_RETURN(auto states, StateStore(&subscriber, names.name).ListTables());
   std::vector<pg::QualifiedName> to_create;
-  LORRY_ASSIGN_OR_RETURN(auto plans, PlanAdd(subscriber, candidates, members, states, options.insert_only, &problems,
-                                             &notes, options.create ? &to_create : nullptr));
+  LORRY_ASSIGN_OR_RETURN(auto stored, LoadStoredSpecs(subscriber, names.name));
+  LORRY_ASSIGN_OR_RETURN(auto plans, PlanAdd(subscriber, candidates, members, states, stored, options.insert_only,
+                                             spec, &problems, &notes, options.create ? &to_create : nullptr));
   if (!problems.empty()) return Refusal("add", "added", problems);
   if (!to_create.empty()) {
     // A session of its own: the dump's SQL changes session settings.
@@ -272,7 +484,7 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
                                                 {config.provider, schema::PgDumpProgram(options.pg_dump), to_create}));
     for (const auto& c : created.created) out << "created " << c << "\n";
   }
-  LORRY_RETURN_IF_ERROR(ApplyAdd(provider, subscriber, names, plans, options.insert_only, options.truncate));
+  LORRY_RETURN_IF_ERROR(ApplyAdd(provider, subscriber, names, plans, options.insert_only, options.truncate, spec));
 
   int added = 0;
   for (const auto& p : plans) {
@@ -283,9 +495,12 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
     }
     ++added;
     std::string rows = p.table->rows_estimate >= 0 ? fmt::format(", about {} rows", p.table->rows_estimate) : "";
-    out << fmt::format("added {} ({}{})", p.table->name.Display(),
-                       p.insert_only ? "insert-only: INSERT and TRUNCATE" : "all operations", rows)
-        << "\n";
+    std::string what = p.insert_only ? "insert-only: INSERT and TRUNCATE"
+                       : spec.ops_given ? "operations: " + spec.ops.PublishList()
+                                        : "all operations";
+    if (!spec.where.empty()) what += ", rows where " + spec.where;
+    if (!spec.columns.empty()) what += ", columns " + spec.columns_text;
+    out << fmt::format("added {} ({}{})", p.table->name.Display(), what, rows) << "\n";
   }
   for (const auto& n : notes) out << "note: " << n << "\n";
   if (added > 0) {
@@ -360,7 +575,7 @@ Status Remove(const Config& config, const std::vector<std::string>& tables, std:
   for (const auto& n : resolved) {
     for (const auto& m : members) {
       if (!(m.table == n)) continue;
-      const std::string& pub = m.insert_only ? names.insert_only_publication : names.publication;
+      const std::string& pub = m.publication;
       LORRY_RETURN_IF_ERROR(
           provider.Exec(fmt::format("ALTER PUBLICATION {} DROP TABLE {}", pg::QuoteIdent(pub), n.Quoted())).status());
     }

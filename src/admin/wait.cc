@@ -8,7 +8,9 @@
 // the target; positions confirmed by keepalives (lorry.subscriptions.
 // confirmed_lsn, kept by the daemon) count too. A logical message written at
 // the start makes sure WAL exists past the target, so that the walsender's
-// keepalives move beyond it even on an idle provider.
+// keepalives move beyond it even on an idle provider. Once caught up, wait
+// syncs the sequences itself (sync/sequence_sync.h): after it returns 0, no
+// subscriber sequence is lower than the provider's was when wait started.
 #include <chrono>
 #include <ostream>
 #include <thread>
@@ -18,6 +20,7 @@
 #include "admin/admin.h"
 #include "admin/admin_util.h"
 #include "state/state_store.h"
+#include "sync/sequence_sync.h"
 
 namespace lorry::admin {
 
@@ -75,6 +78,20 @@ std::string Behind(const Progress& p, Lsn target) {
   return msg;
 }
 
+// Once caught up: a sequence sync that began after wait did, so that no
+// subscriber sequence is behind where the provider's was when wait started.
+Status FinalSequenceSync(const Config& config, pg::PgConn& subscriber, std::ostream& out) {
+  LORRY_ASSIGN_OR_RETURN(auto provider, ConnectProvider(config));
+  LORRY_ASSIGN_OR_RETURN(auto r, sync::SyncSequences(provider, subscriber, config.name));
+  if (!r.problems.empty()) {
+    std::string msg = fmt::format("subscription \"{}\" caught up, but sequences could not be synced:", config.name);
+    for (const auto& p : r.problems) msg += "\n  - " + p;
+    return Status::Precondition(msg);
+  }
+  if (r.sequences > 0) out << fmt::format("sequences synced: {} ({} advanced)", r.sequences, r.advanced) << "\n";
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status Wait(const Config& config, double timeout_seconds, std::ostream& out) {
@@ -105,6 +122,7 @@ Status Wait(const Config& config, double timeout_seconds, std::ostream& out) {
         last = std::move(p).value();
         last_error = Status::Ok();
         if (CaughtUp(last, target)) {
+          LORRY_RETURN_IF_ERROR(FinalSequenceSync(config, subscriber, out));
           out << "caught up at " << target.ToString() << "\n";
           return Status::Ok();
         }

@@ -40,6 +40,7 @@ void RegisterRun(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterWait(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterStatus(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDrop(CLI::App& app, GlobalOptions& g, Action& action);
+void RegisterExecute(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDemo(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDecode(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterSchema(CLI::App& app, GlobalOptions& g, Action& action);  // missing, check, compare

@@ -1,10 +1,9 @@
-// Subcommands init, add, remove, wait, status, tables and drop: option
+// Subcommands init, add, remove, wait, status, tables, execute and drop: option
 // parsing only; the work is in admin/.
 #include <iostream>
 
 #include "admin/admin.h"
 #include "cli/cli.h"
-#include "common/log.h"
 #include "common/log.h"
 
 namespace lorry::cli {
@@ -22,8 +21,9 @@ int WithConfig(const GlobalOptions& g, F body) {
 
 void RegisterInit(CLI::App& app, GlobalOptions& g, Action& action) {
   auto* cmd = app.add_subcommand("init", "check both servers and install lorry's objects");
-  cmd->callback([&] {
-    action = [&] { return WithConfig(g, [](const Config& c) { return admin::Init(c, {}, std::cout); }); };
+  auto opts = std::make_shared<admin::InitOptions>();
+  cmd->callback([&, opts] {
+    action = [&, opts] { return WithConfig(g, [&](const Config& c) { return admin::Init(c, *opts, std::cout); }); };
   });
 }
 
@@ -41,6 +41,10 @@ void RegisterAdd(CLI::App& app, GlobalOptions& g, Action& action) {
                 "create tables missing on the subscriber from the provider's definitions (with pg_dump)");
   cmd->add_option("--pg-dump", opts->pg_dump,
                   "the pg_dump for --create (default $LORRY_PG_DUMP, else pg_dump from PATH)");
+  cmd->add_option("--where", opts->where, "row filter (SQL expression; PostgreSQL 15+ on the provider)");
+  cmd->add_option("--columns", opts->columns, "replicate only these columns: a,b (PostgreSQL 15+ on the provider)");
+  cmd->add_option("--ops", opts->ops, "replicate only these operations: insert,update,delete,truncate");
+  cmd->add_option("--sequence", opts->sequences, "also keep this sequence's value current (repeatable)");
   cmd->callback([&, opts] {
     action = [&, opts] { return WithConfig(g, [&](const Config& c) { return admin::Add(c, *opts, std::cout); }); };
   });
@@ -81,6 +85,19 @@ void RegisterStatus(CLI::App& app, GlobalOptions& g, Action& action) {
       };
     });
   }
+}
+
+void RegisterExecute(CLI::App& app, GlobalOptions& g, Action& action) {
+  auto* cmd = app.add_subcommand("execute", "run a SQL script on the provider and, at the same point of the stream, "
+                                            "on the subscriber (PostgreSQL 14+ on the provider)");
+  auto opts = std::make_shared<admin::ExecuteOptions>();
+  cmd->add_option("file", opts->file, "the SQL script")->required();
+  cmd->add_option("--add", opts->add, "tables the script creates: add them to the subscription");
+  cmd->callback([&, opts] {
+    action = [&, opts] {
+      return WithConfig(g, [&](const Config& c) { return admin::Execute(c, *opts, std::cout); });
+    };
+  });
 }
 
 void RegisterDrop(CLI::App& app, GlobalOptions& g, Action& action) {

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "apply/applier.h"
+#include "catalog/publications.h"
 #include "common/log.h"
 #include "daemon/run_lease.h"
 #include "pg/connection.h"
@@ -19,11 +20,25 @@
 #include "state/names.h"
 #include "state/state_store.h"
 #include "sync/deferred_indexes.h"
+#include "sync/sequence_sync.h"
 #include "sync/table_copy.h"
 
 namespace lorry::daemon {
 
 using Clock = std::chrono::steady_clock;
+// How often sequence values are copied while streaming.
+constexpr auto kSequenceSyncInterval = std::chrono::seconds(5);
+
+std::string StreamOptions(int proto_version, const std::vector<std::string>& publications) {
+  std::string list;
+  for (const auto& p : publications) list += (list.empty() ? "" : ",") + pg::QuoteIdent(p);
+  // Every lorry publication (a table is in exactly one, catalog/publications.h),
+  // and from protocol 2 (PostgreSQL 14) on the logical messages that carry
+  // `lorry execute` scripts and captured DDL (apply/lorry_message.h).
+  std::string options = fmt::format("proto_version '{}', publication_names '{}'", proto_version, list);
+  if (proto_version >= 2) options += ", messages 'true'";
+  return options;
+}
 
 int ProtocolVersionFor(int server_version_num) {
   if (server_version_num >= 160000) return 4;
@@ -59,6 +74,7 @@ class Session {
     LORRY_RETURN_IF_ERROR(ConnectProvider());
     LORRY_RETURN_IF_ERROR(PrepareSlotAndCopies());
     if (stop_.load()) return Status::Ok();
+    SyncSequences();  // values at least as high as any the copied rows use
     return Stream();
   }
 
@@ -286,6 +302,20 @@ class Session {
     return Status::Ok();
   }
 
+  // Copies sequence values to the subscriber (sync/sequence_sync.h). A
+  // failure does not stop the stream: it is logged (once per distinct
+  // problem) and `lorry wait` reports it.
+  void SyncSequences() {
+    last_sequence_sync_ = Clock::now();
+    auto r = sync::SyncSequences(provider_, control_, config_.name);
+    std::string problem = !r.ok() ? r.status().message() : r->problems.empty() ? "" : r->problems.front();
+    if (!problem.empty() && problem != last_sequence_problem_)
+      spdlog::warn("sub={} sequences: {}", config_.name, problem);
+    last_sequence_problem_ = problem;
+    if (r.ok() && r->advanced > 0)
+      SPDLOG_DEBUG("sub={} sequences synced={} advanced={}", config_.name, r->sequences, r->advanced);
+  }
+
   // Once a second: table states, catch-up hand-over, heartbeat, feedback.
   Status Tick() {
     LORRY_RETURN_IF_ERROR(LoadFilter());
@@ -308,6 +338,7 @@ class Session {
     if (p.confirmed_lsn) persisted_confirmed_ = std::max(persisted_confirmed_, *p.confirmed_lsn);
     if (Reportable() != last_feedback_lsn_ || Clock::now() - last_feedback_ > std::chrono::seconds(10))
       LORRY_RETURN_IF_ERROR(SendFeedback(false));
+    if (Clock::now() - last_sequence_sync_ >= kSequenceSyncInterval) SyncSequences();
     last_tick_ = Clock::now();
     return Status::Ok();
   }
@@ -329,8 +360,8 @@ class Session {
     LORRY_RETURN_IF_ERROR(LoadFilter());
     if (restart_) return Status::Ok();
 
-    std::string options = fmt::format("proto_version '{}', publication_names '{},{}'", proto_version_,
-                                      pg::QuoteIdent(names_.publication), pg::QuoteIdent(names_.insert_only_publication));
+    LORRY_ASSIGN_OR_RETURN(auto publications, catalog::ListPublications(provider_, names_));
+    std::string options = StreamOptions(proto_version_, publications);
     if (Status st = repl_.StartReplication(names_.slot, start, options); !st.ok()) {
       // Invalidated since the check at start, or while streaming.
       if (st.message().find("can no longer get changes from replication slot") != std::string::npos ||
@@ -467,6 +498,8 @@ class Session {
   Lsn last_feedback_lsn_;
   Clock::time_point last_feedback_;
   Clock::time_point last_tick_;
+  Clock::time_point last_sequence_sync_;
+  std::string last_sequence_problem_;
   bool restart_ = false;
   bool made_progress_ = false;
   bool apply_failed_ = false;

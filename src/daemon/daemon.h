@@ -9,6 +9,8 @@
 #pragma once
 
 #include <atomic>
+#include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "config/config.h"
@@ -27,5 +29,9 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
 // pgoutput protocol version lorry asks for on a provider of this version:
 // 1 on 12-13, 2 on 14, 3 on 15, 4 on 16 and later.
 int ProtocolVersionFor(int server_version_num);
+
+// START_REPLICATION's pgoutput options: protocol, the publications, and
+// logical messages from protocol 2 (PostgreSQL 14) on.
+std::string StreamOptions(int proto_version, const std::vector<std::string>& publications);
 
 }  // namespace lorry::daemon

@@ -115,8 +115,28 @@ CREATE TABLE IF NOT EXISTS lorry.skips (
 );
 )sql";
 
+// Version 4: what a table's publication carries (PostgreSQL 15+ for the
+// filter and columns; see catalog/publications.h), and the sequences added
+// by name (`lorry add --sequence`; those owned by replicated tables are found
+// on the provider each time, see sync/sequence_sync.h).
+constexpr const char* kSchemaV4 = R"sql(
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS row_filter text;   -- add --where, as given
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS column_list text;  -- add --columns, as given
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS ops text;          -- add --ops, e.g. 'insert, update'
+CREATE TABLE IF NOT EXISTS lorry.sequences (
+  subscription      text NOT NULL REFERENCES lorry.subscriptions(name) ON DELETE CASCADE,
+  nspname           text NOT NULL,
+  relname           text NOT NULL,
+  added_at          timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (subscription, nspname, relname)
+);
+-- Subscriber time at which the last complete sequence sync began (every
+-- provider value it used was read after that moment).
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS sequences_synced_at timestamptz;
+)sql";
+
 // Migrations in order; migration i brings the schema to version i + 1.
-constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3};
+constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4};
 
 std::optional<Lsn> LsnOrNull(const pg::PgResult& r, int row, int col) {
   if (r.IsNull(row, col)) return std::nullopt;

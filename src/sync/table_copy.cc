@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "common/fault.h"
+#include "catalog/publications.h"
 #include "common/log.h"
 #include "sync/deferred_indexes.h"
 
@@ -25,7 +26,8 @@ constexpr Oid kFirstNormalObjectId = 16384;
 // What is known about one table while it is copied.
 struct TableCopy {
   pg::QualifiedName table;
-  std::string columns;        // quoted column list
+  std::string columns;        // quoted column list (the publication's column list, if it has one)
+  std::string row_filter;     // the publication's row filter (SQL), or empty
   bool binary = false;        // identical built-in types on both sides
   bool freeze = false;        // one range, no foreign keys point at it: TRUNCATE + COPY FREEZE
   int64_t size_bytes = 0;
@@ -96,6 +98,29 @@ Result<std::vector<std::string>> SplitByIntegerKey(pg::PgConn& provider, const c
   return SplitByKey(pg::QuoteIdent(key->name), r.GetInt(0, 0), r.GetInt(0, 1), n);
 }
 
+// The row filter and column list of the table's lorry publication
+// (PostgreSQL 15+): the copy takes exactly the rows and columns the stream
+// will send. Read from the provider's catalog, the one source of truth.
+Status ReadPublicationSpec(pg::PgConn& provider, const CopyPlan& plan, const catalog::TableInfo& p, TableCopy* t) {
+  if (provider.server_version() < 150000) return Status::Ok();
+  LORRY_ASSIGN_OR_RETURN(auto publications,
+                         catalog::ListPublications(provider, SubscriptionNames::For(plan.subscription)));
+  std::string list;
+  for (const auto& pub : publications) list += (list.empty() ? "" : ",") + pg::QuoteIdent(pub);
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, provider.ExecParams(
+                  "SELECT pg_get_expr(pr.prqual, pr.prrelid), "
+                  "  (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a "
+                  "   WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs)) "
+                  "FROM pg_publication_rel pr JOIN pg_publication pub ON pub.oid = pr.prpubid "
+                  "WHERE pr.prrelid = $1::oid AND pub.pubname = ANY ($2::text[])",
+                  {std::to_string(p.oid), "{" + list + "}"}));
+  if (r.rows() == 0) return Status::Ok();
+  t->row_filter = r.Get(0, 0);
+  if (!r.IsNull(0, 1)) t->columns = r.Get(0, 1);
+  return Status::Ok();
+}
+
 // Plans every table: columns, format, ranges. Runs on a provider connection
 // outside the snapshot (sizes only guide the split).
 Result<std::vector<std::unique_ptr<TableCopy>>> Plan(const CopyPlan& plan, const std::vector<CopyTask>& tasks,
@@ -112,6 +137,7 @@ Result<std::vector<std::unique_ptr<TableCopy>>> Plan(const CopyPlan& plan, const
     auto t = std::make_unique<TableCopy>();
     t->table = task.table;
     t->columns = ColumnList(*p);
+    LORRY_RETURN_IF_ERROR(ReadPublicationSpec(provider, plan, *p, t.get()));
     t->binary = SameBuiltinTypes(*p, *s);
     t->size_bytes = p->bytes_estimate;
     t->rows_estimate = p->rows_estimate;
@@ -238,7 +264,9 @@ class Worker {
   // Copies one unit in one subscriber transaction.
   Status Copy(const Unit& u) {
     TableCopy* t = u.copy;
-    std::string where = u.range >= 0 ? " WHERE " + t->ranges[u.range] : "";
+    std::string where;
+    if (!t->row_filter.empty()) where = " WHERE (" + t->row_filter + ")";
+    if (u.range >= 0) where += (where.empty() ? " WHERE " : " AND ") + t->ranges[u.range];
     std::string format = t->binary ? "FORMAT binary" : "FORMAT text";
     LORRY_RETURN_IF_ERROR(subscriber_.Exec("BEGIN").status());
     bool freeze = false;

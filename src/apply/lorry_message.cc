@@ -1,0 +1,82 @@
+#include "apply/lorry_message.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "state/state_store.h"
+
+namespace lorry::apply {
+
+bool LorryMessage::IsFor(const std::string& subscription) const {
+  for (const auto& s : for_subscriptions)
+    if (s == subscription) return true;
+  return false;
+}
+
+std::string EncodeLorryMessage(const LorryMessage& m) {
+  nlohmann::json j;
+  j["lorry"] = 1;
+  j["kind"] = m.kind == LorryMessage::Kind::kExecute ? "execute" : "ddl";
+  j["for"] = m.for_subscriptions;
+  j["sql"] = m.sql;
+  j["search_path"] = m.search_path;
+  nlohmann::json add = nlohmann::json::array();
+  for (const auto& t : m.add) add.push_back({t.schema, t.name});
+  j["add"] = add;
+  return j.dump();
+}
+
+Result<LorryMessage> DecodeLorryMessage(std::string_view payload) {
+  auto bad = [&](const std::string& why) {
+    return Status::Protocol(fmt::format("lorry message not understood ({}); was it written by a newer lorry? "
+                                        "payload: {}",
+                                        why, payload.substr(0, 200)));
+  };
+  nlohmann::json j = nlohmann::json::parse(payload, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  if (!j.contains("lorry") || !j["lorry"].is_number_integer() || j["lorry"].get<int>() != 1)
+    return bad("payload version is not 1");
+  LorryMessage m;
+  if (!j.contains("kind") || !j["kind"].is_string()) return bad("no kind");
+  std::string kind = j["kind"].get<std::string>();
+  if (kind == "execute") m.kind = LorryMessage::Kind::kExecute;
+  else if (kind == "ddl") m.kind = LorryMessage::Kind::kDdl;
+  else return bad("unknown kind " + kind);
+  if (!j.contains("sql") || !j["sql"].is_string()) return bad("no sql");
+  m.sql = j["sql"].get<std::string>();
+  if (j.contains("for") && j["for"].is_array())
+    for (const auto& s : j["for"])
+      if (s.is_string()) m.for_subscriptions.push_back(s.get<std::string>());
+  if (j.contains("search_path") && j["search_path"].is_string()) m.search_path = j["search_path"].get<std::string>();
+  if (j.contains("add") && j["add"].is_array()) {
+    for (const auto& t : j["add"]) {
+      if (!t.is_array() || t.size() != 2 || !t[0].is_string() || !t[1].is_string()) return bad("bad add entry");
+      m.add.push_back({t[0].get<std::string>(), t[1].get<std::string>()});
+    }
+  }
+  return m;
+}
+
+Status RunLorryMessage(pg::PgConn& conn, const std::string& subscription, const LorryMessage& m) {
+  LORRY_ASSIGN_OR_RETURN(auto old_path, conn.QueryValue("SELECT current_setting('search_path')"));
+  if (!m.search_path.empty())
+    LORRY_RETURN_IF_ERROR(conn.ExecParams("SELECT set_config('search_path', $1, true)", {m.search_path}).status());
+  // One simple query: the script may hold several statements.
+  LORRY_RETURN_IF_ERROR(conn.Exec(m.sql).status());
+  LORRY_RETURN_IF_ERROR(
+      conn.ExecParams("SELECT set_config('search_path', $1, true)", {old_path.value_or("")}).status());
+  StateStore store(&conn, subscription);
+  for (const auto& t : m.add) LORRY_RETURN_IF_ERROR(store.AddTable(t, false, std::nullopt, true));
+  return Status::Ok();
+}
+
+Status RequireMessageSupport(int provider_version_num, std::string_view what) {
+  if (provider_version_num >= 140000) return Status::Ok();
+  return Status::Precondition(fmt::format(
+      "{} needs PostgreSQL 14 or later on the provider (the change stream carries lorry's messages from 14 on); "
+      "the provider runs {}.{}. Run the script on the provider and on the subscriber yourself, with `lorry run` "
+      "stopped at a quiet moment",
+      what, provider_version_num / 10000, provider_version_num % 10000));
+}
+
+}  // namespace lorry::apply

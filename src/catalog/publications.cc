@@ -1,0 +1,137 @@
+#include "catalog/publications.h"
+
+#include <cctype>
+
+#include <fmt/format.h>
+
+#include "pg/quote.h"
+
+namespace lorry::catalog {
+
+namespace {
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+}  // namespace
+
+std::string Ops::Letters() const {
+  std::string out;
+  if (insert) out += 'i';
+  if (update) out += 'u';
+  if (del) out += 'd';
+  if (truncate) out += 't';
+  return out;
+}
+
+std::string Ops::PublishList() const {
+  std::string out;
+  auto add = [&](bool on, const char* what) {
+    if (!on) return;
+    if (!out.empty()) out += ", ";
+    out += what;
+  };
+  add(insert, "insert");
+  add(update, "update");
+  add(del, "delete");
+  add(truncate, "truncate");
+  return out;
+}
+
+Result<Ops> ParseOps(std::string_view text) {
+  Ops ops{false, false, false, false};
+  size_t start = 0;
+  bool any = false;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string word(Trim(text.substr(start, comma - start)));
+    for (auto& ch : word) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (word == "insert") ops.insert = true;
+    else if (word == "update") ops.update = true;
+    else if (word == "delete") ops.del = true;
+    else if (word == "truncate") ops.truncate = true;
+    else
+      return Status::Usage(fmt::format("--ops: unknown operation \"{}\" in \"{}\" (valid: insert, update, delete, "
+                                       "truncate, separated by commas)",
+                                       word, text));
+    any = true;
+    start = comma + 1;
+  }
+  if (!any) return Status::Usage("--ops: name at least one operation (insert, update, delete, truncate)");
+  return ops;
+}
+
+std::string PublicationFor(const SubscriptionNames& names, const Ops& ops, bool insert_only) {
+  if (insert_only) return names.insert_only_publication;
+  if (ops.all()) return names.publication;
+  return names.publication + "_ops_" + ops.Letters();
+}
+
+Result<std::vector<std::string>> ListPublications(pg::PgConn& provider, const SubscriptionNames& names) {
+  // Subscription names are [a-z0-9_]: safe inside the pattern.
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, provider.ExecParams("SELECT pubname FROM pg_publication WHERE pubname IN ($1, $2) "
+                                  "OR pubname ~ ('^' || $1 || '_ops_i?u?d?t?$') "
+                                  "ORDER BY pubname <> $1, pubname <> $2, pubname",
+                                  {names.publication, names.insert_only_publication}));
+  std::vector<std::string> out;
+  for (int i = 0; i < r.rows(); ++i) out.emplace_back(r.Get(i, 0));
+  return out;
+}
+
+Status RequireRowFilterSupport(int provider_version_num, std::string_view option) {
+  if (provider_version_num >= 150000) return Status::Ok();
+  return Status::Precondition(fmt::format(
+      "{} needs PostgreSQL 15 or later on the provider (row filters and column lists of publications); the "
+      "provider runs {}.{}. Replicate the whole table, or upgrade the provider",
+      option, provider_version_num / 10000, provider_version_num % 10000));
+}
+
+std::vector<int> VarAttnos(std::string_view node_tree) {
+  std::vector<int> out;
+  constexpr std::string_view kKey = ":varattno ";
+  size_t pos = 0;
+  while ((pos = node_tree.find(kKey, pos)) != std::string_view::npos) {
+    pos += kKey.size();
+    bool neg = pos < node_tree.size() && node_tree[pos] == '-';
+    if (neg) pos++;
+    int v = 0;
+    bool digits = false;
+    while (pos < node_tree.size() && std::isdigit(static_cast<unsigned char>(node_tree[pos]))) {
+      v = v * 10 + (node_tree[pos++] - '0');
+      digits = true;
+    }
+    if (digits) out.push_back(neg ? -v : v);
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> ParseColumnList(std::string_view text) {
+  std::vector<std::string> out;
+  std::string current;
+  bool quoted = false;
+  auto flush = [&]() -> Status {
+    auto name = pg::ParseQualifiedName(Trim(current));
+    if (!name.ok() || !name->schema.empty())
+      return Status::Usage(fmt::format("--columns: \"{}\" is not a column name (give names separated by commas, "
+                                       "e.g. --columns id,name)",
+                                       Trim(current)));
+    out.push_back(name->name);
+    current.clear();
+    return Status::Ok();
+  };
+  for (char ch : text) {
+    if (ch == '"') quoted = !quoted;
+    if (ch == ',' && !quoted) {
+      LORRY_RETURN_IF_ERROR(flush());
+      continue;
+    }
+    current += ch;
+  }
+  LORRY_RETURN_IF_ERROR(flush());
+  return out;
+}
+
+}  // namespace lorry::catalog

@@ -1,0 +1,65 @@
+// The subscription's publications on the provider, and what a table's
+// publication may carry: operations, a row filter, a column list.
+//
+// `publish` is a property of a publication, not of a table, so lorry keeps
+// one publication per distinct set of operations:
+//   lorry_<name>               insert, update, delete, truncate (the default)
+//   lorry_<name>_insert_only   insert, truncate (`add --insert-only`)
+//   lorry_<name>_ops_<letters> the set of `add --ops`, letters from "iudt"
+//                              in that order (e.g. lorry_main_ops_iu)
+// Invariant: a table is in exactly one of them. pgoutput ORs the operations
+// and row filters of every publication a table is in, and refuses differing
+// column lists; with one publication per table none of that combining
+// happens, so each table gets exactly the ops, filter and columns it was
+// added with.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "pg/connection.h"
+#include "state/names.h"
+
+namespace lorry::catalog {
+
+// A set of published operations.
+struct Ops {
+  bool insert = true, update = true, del = true, truncate = true;
+
+  bool all() const { return insert && update && del && truncate; }
+  // Whether the table must have a replica identity (UPDATE/DELETE published).
+  bool needs_identity() const { return update || del; }
+  // "iudt" letters of the set, in that order.
+  std::string Letters() const;
+  // "insert, update" (the publication's publish option).
+  std::string PublishList() const;
+  bool operator==(const Ops&) const = default;
+};
+
+// Parses "insert,update" (any order, spaces allowed); an unknown or empty
+// operation is a usage error that lists the valid ones.
+Result<Ops> ParseOps(std::string_view text);
+
+// The publication that holds tables replicated with `ops`.
+std::string PublicationFor(const SubscriptionNames& names, const Ops& ops, bool insert_only);
+
+// Every lorry publication of the subscription that exists on the provider
+// (the two of `init` first, then the ops ones by name).
+Result<std::vector<std::string>> ListPublications(pg::PgConn& provider, const SubscriptionNames& names);
+
+// Row filters and column lists exist from PostgreSQL 15 on: a precondition
+// error naming the provider's version otherwise.
+Status RequireRowFilterSupport(int provider_version_num, std::string_view option);
+
+// The attribute numbers that a stored expression tree (pg_publication_rel.
+// prqual as text, nodeToString form) refers to: ":varattno N" of its VARs.
+std::vector<int> VarAttnos(std::string_view node_tree);
+
+// Splits "a, b,\"C d\"" into column names (SQL identifier syntax: unquoted
+// names are folded to lower case).
+Result<std::vector<std::string>> ParseColumnList(std::string_view text);
+
+}  // namespace lorry::catalog
