@@ -73,4 +73,8 @@ Status Execute(const Config& config, const ExecuteOptions& options, std::ostream
 // statement of `sql`, skipping comments, literals and dollar quotes.
 std::optional<std::string> FindTransactionControl(std::string_view sql);
 
+// Records that `lorry run` must skip the provider transaction whose commit
+// LSN is `lsn` (refused when already applied). See admin/skip.cc.
+Status Skip(const Config& config, const std::string& lsn, std::ostream& out);
+
 }  // namespace lorry::admin

@@ -59,6 +59,7 @@ int Main(int argc, char** argv) {
   RegisterDemo(app, g, action);
   RegisterDecode(app, g, action);
   RegisterSchema(app, g, action);
+  RegisterSkip(app, g, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -44,6 +44,7 @@ void RegisterExecute(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDemo(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterDecode(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterSchema(CLI::App& app, GlobalOptions& g, Action& action);  // missing, check, compare
+void RegisterSkip(CLI::App& app, GlobalOptions& g, Action& action);
 
 int Main(int argc, char** argv);
 

@@ -4,10 +4,12 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <random>
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "apply/applier.h"
 #include "catalog/publications.h"
@@ -79,7 +81,10 @@ class Session {
   }
 
   bool restart_requested() const { return restart_; }
-  bool made_progress() const { return made_progress_; }
+  // Whether this session committed anything on the subscriber (a provider
+  // COMMIT handled is not enough: its group may still fail to commit, and a
+  // failure that recurs at every attempt must back off).
+  bool made_progress() const { return applier_ && applier_->last_durable_end().valid(); }
   bool apply_failed() const { return apply_failed_; }
 
  private:
@@ -261,6 +266,13 @@ class Session {
       filter_[t.name] = {t.state, t.sync_lsn};
       pending |= t.state == TableStateKind::kPending;
     }
+    // Provider transactions to skip (`lorry skip --lsn`), by commit LSN.
+    LORRY_ASSIGN_OR_RETURN(auto skips, control_.ExecParams("SELECT commit_lsn::text FROM lorry.skips "
+                                                           "WHERE subscription = $1",
+                                                           {config_.name}));
+    skips_.clear();
+    for (int i = 0; i < skips.rows(); ++i)
+      if (auto lsn = Lsn::Parse(skips.Get(i, 0))) skips_.insert(*lsn);
     if (pending && !restart_) {
       spdlog::info("sub={} new tables to copy: stopping the stream to copy them", config_.name);
       restart_ = true;
@@ -269,6 +281,10 @@ class Session {
   }
 
   bool ShouldApply(const pg::QualifiedName& table, Lsn final_lsn) const {
+    if (!skips_.empty() && skips_.count(final_lsn)) {
+      skipped_changes_[table.Display()]++;
+      return false;
+    }
     auto it = filter_.find(table);
     if (it == filter_.end()) return false;
     switch (it->second.state) {
@@ -413,7 +429,9 @@ class Session {
             apply_failed_ = true;
             return s;
           }
-          if (std::holds_alternative<protocol::CommitMsg>(msg)) made_progress_ = true;
+          if (auto* c = std::get_if<protocol::CommitMsg>(&msg)) {
+            if (skips_.count(c->commit_lsn)) LORRY_RETURN_IF_ERROR(RecordSkip(*c));
+          }
         } else if (auto* k = std::get_if<protocol::PrimaryKeepalive>(&frame)) {
           received_ = std::max(received_, k->wal_end);
           // Between transactions everything sent so far is applied: the
@@ -438,6 +456,27 @@ class Session {
     if (applier_->group_pending()) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
     applier_->Rollback();
     return Tick();
+  }
+
+  // A provider transaction skipped on request: none of its changes were
+  // applied. Recorded (once) with what was not applied; the origin moves
+  // past it with the next transaction applied (until then, a restart
+  // receives it again and skips it again).
+  Status RecordSkip(const protocol::CommitMsg& c) {
+    nlohmann::json changes = nlohmann::json::object();
+    for (const auto& [table, n] : skipped_changes_) changes[table] = n;
+    skipped_changes_.clear();
+    spdlog::warn("sub={} skipped provider transaction commit_lsn={} end_lsn={} as requested (lorry skip): "
+                 "changes not applied {}",
+                 config_.name, c.commit_lsn.ToString(), c.end_lsn.ToString(), changes.dump());
+    return control_
+        .ExecParams("UPDATE lorry.skips SET skipped_at = coalesce(skipped_at, now()), end_lsn = $3, "
+                    "commit_time = timestamptz '2000-01-01 00:00:00+00' + make_interval(secs => $4::float8), "
+                    "changes = CASE WHEN skipped_at IS NULL THEN $5::jsonb ELSE changes END "
+                    "WHERE subscription = $1 AND commit_lsn = $2",
+                    {config_.name, c.commit_lsn.ToString(), c.end_lsn.ToString(),
+                     fmt::format("{}", static_cast<double>(c.commit_time) / 1e6), changes.dump()})
+        .status();
   }
 
   // Invariant: lorry never confirms to the slot more than the subscriber
@@ -491,6 +530,8 @@ class Session {
   int proto_version_ = 1;
 
   std::map<pg::QualifiedName, TableFilterState> filter_;
+  std::set<Lsn> skips_;  // commit LSNs of provider transactions to skip
+  mutable std::map<std::string, int64_t> skipped_changes_;  // of the transaction being skipped, per table
   Lsn received_;
   Lsn idle_confirmed_;
   Lsn group_keepalive_;  // a keepalive's position seen while a group was open
@@ -501,7 +542,6 @@ class Session {
   Clock::time_point last_sequence_sync_;
   std::string last_sequence_problem_;
   bool restart_ = false;
-  bool made_progress_ = false;
   bool apply_failed_ = false;
 };
 
