@@ -170,5 +170,54 @@ TEST_F(Standby, ActiveCutOffFromTheSubscriberIsReplaced) {
   EXPECT_TRUE(b->Running()) << b->Log();
 }
 
+
+// Fencing: once another run owns the lease, this run's apply transactions
+// cannot commit (lorry.check_lease right before COMMIT), even before its
+// renewal has noticed; it stops applying and stands by.
+TEST_F(Standby, DeposedRunCommitsNothing) {
+  InitAndAdd();
+  auto a = std::make_unique<LorryProcess>(Args({"run"}));  // default timeouts: renewal once a second
+  auto wa = RunLorry(Args({"wait", "--timeout", "60"}), 90);
+  ASSERT_EQ(wa.exit_code, 0) << wa.all() << a->Log();
+  ProviderSql("INSERT INTO c VALUES (5000, 1)");
+  ASSERT_TRUE(Eventually([&] { return Rows() == 101; }, 30)) << a->Log();
+  // Another run took the lease over (by hand here); its session stays alive.
+  auto intruder = ConnectSubscriber();
+  ASSERT_TRUE(intruder.Exec("UPDATE lorry.subscriptions SET lease_owner = 'intruder:1:0', "
+                            "lease_expires_at = now() + interval '1 hour', lease_pids = ARRAY[pg_backend_pid()]")
+                  .ok());
+  ProviderSql("INSERT INTO c VALUES (5001, 1)");
+  ASSERT_TRUE(Eventually([&] { return a->Log().find("lost the run lease") != std::string::npos; }, 30)) << a->Log();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(Rows(), 101) << a->Log();
+  EXPECT_NE(a->Log().find("no longer holds the lease"), std::string::npos) << a->Log();
+  EXPECT_EQ(a->Log().find("took over the lease from intruder"), std::string::npos) << a->Log();
+  // Given back: the run takes it again and applies what it had not.
+  SubscriberSql("UPDATE lorry.subscriptions SET lease_owner = NULL, lease_expires_at = NULL, lease_pids = NULL");
+  ASSERT_TRUE(Eventually([&] { return Rows() == 102; }, 60)) << a->Log();
+  ExpectSameContent("c");
+}
+
+// The fencing function itself: it fails for a run that does not own the
+// lease, and a takeover waits for a transaction that passed it.
+TEST_F(Standby, LeaseCheckLocksOutATakeoverUntilCommit) {
+  InitAndAdd();
+  SubscriberSql("UPDATE lorry.subscriptions SET lease_owner = 'a:1:0'");
+  auto one = ConnectSubscriber();
+  auto two = ConnectSubscriber();
+  ASSERT_TRUE(one.Exec("BEGIN; SELECT lorry.check_lease('main', 'a:1:0')").ok());
+  ASSERT_TRUE(two.Exec("SET statement_timeout = '300ms'").ok());
+  auto blocked = two.Exec("UPDATE lorry.subscriptions SET lease_owner = 'b:2:0'");
+  EXPECT_FALSE(blocked.ok());
+  EXPECT_NE(blocked.status().message().find("statement timeout"), std::string::npos) << blocked.status().message();
+  ASSERT_TRUE(one.Exec("COMMIT").ok());
+  ASSERT_TRUE(two.Exec("UPDATE lorry.subscriptions SET lease_owner = 'b:2:0'").ok());
+  auto deposed = one.Exec("SELECT lorry.check_lease('main', 'a:1:0')");
+  ASSERT_FALSE(deposed.ok());
+  EXPECT_NE(deposed.status().message().find("no longer holds the lease of subscription main"), std::string::npos)
+      << deposed.status().message();
+  EXPECT_TRUE(two.Exec("SELECT lorry.check_lease('main', 'b:2:0')").ok());
+}
+
 }  // namespace
 }  // namespace lorry::test

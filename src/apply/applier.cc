@@ -108,7 +108,10 @@ Status Applier::CommitGroup() {
       "SELECT pg_replication_origin_xact_setup('{}', timestamptz '2000-01-01 00:00:00+00' + "
       "make_interval(secs => {:.6f}))",
       group_end_.ToString(), static_cast<double>(group_commit_time_) / 1e6);
-  Status s = pipeline_.SendQuery(setup, context);
+  // Fencing hook (daemon/run_lease.h): fails, and so rolls the group back,
+  // unless this run still holds its lease; a takeover waits for the commit.
+  Status s = commit_guard_.empty() ? Status::Ok() : pipeline_.SendQuery(commit_guard_, "checking the run lease");
+  if (s.ok()) s = pipeline_.SendQuery(setup, context);
   if (s.ok()) s = pipeline_.SendQuery("COMMIT", context);
   if (s.ok()) s = pipeline_.Sync();
   in_local_xact_ = false;

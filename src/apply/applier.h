@@ -75,6 +75,11 @@ class Applier {
   bool group_pending() const { return in_local_xact_ && !in_remote_xact_; }
   Status CommitGroup();
 
+  // A statement run in every subscriber transaction right before its
+  // COMMIT; when it fails, nothing of the transaction is committed (the
+  // daemon's lease check: a deposed run can never commit).
+  void set_commit_guard(std::string sql) { commit_guard_ = std::move(sql); }
+
   // Between BEGIN and COMMIT of a provider transaction.
   bool in_remote_transaction() const { return in_remote_xact_; }
 
@@ -150,6 +155,7 @@ class Applier {
   int64_t group_changes_ = 0;
   std::chrono::steady_clock::time_point group_started_;
   ApplyStats stats_;
+  std::string commit_guard_;
 };
 
 }  // namespace lorry::apply

@@ -366,6 +366,7 @@ class Session {
         config_.apply.statement_cache_size,
         apply::Applier::GroupLimits{config_.apply.group_max_changes, config_.apply.group_max_delay_ms});
     applier_->set_stats(*stats_);
+    applier_->set_commit_guard(lease_->CheckSql());
     LORRY_RETURN_IF_ERROR(applier_->Setup());
     LORRY_ASSIGN_OR_RETURN(auto origin_lsn,
                            apply_conn_.QueryValue("SELECT pg_replication_origin_progress($1, true)", {names_.origin}));
