@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "protocol/walsender.h"
 
 namespace lorry::apply {
 
@@ -62,7 +63,9 @@ Status Applier::OnBegin(const protocol::BeginMsg& m) {
   if (in_remote_xact_) return Status::Protocol("BEGIN inside a transaction");
   in_remote_xact_ = true;
   xact_final_lsn_ = m.final_lsn;
-  xact_lsn_text_ = m.final_lsn.ToString();
+  // The commit LSN names the transaction (`lorry skip --lsn` takes it); its
+  // commit time helps find it in the provider's logs.
+  xact_lsn_text_ = m.final_lsn.ToString() + " committed at " + protocol::FormatPgMicros(m.commit_time);
   xact_commit_time_ = m.commit_time;
   xact_changes_ = 0;
   return Status::Ok();
@@ -249,7 +252,21 @@ Status Applier::OnInsert(const protocol::InsertMsg& m) {
     shape += std::to_string(i) + ",";
   }
   pg::QualifiedName table{rel->remote.nspname, rel->remote.relname};
-  return Execute(shape, [&] { return BuildInsert(table, names); }, params, Where(*rel, "INSERT", ""), nullptr);
+  return Execute(shape, [&] { return BuildInsert(table, names); }, params,
+                 Where(*rel, "INSERT", InsertKeyShown(*rel, m.new_tuple)), nullptr);
+}
+
+// The new row's replica identity columns, for messages (empty without one).
+std::string Applier::InsertKeyShown(const Relation& rel, const TupleData& tuple) const {
+  std::string shown;
+  const auto& cols = rel.remote.columns;
+  for (size_t i = 0; i < cols.size() && i < tuple.columns.size() && shown.size() < 200; ++i) {
+    if (!cols[i].is_key()) continue;
+    const auto& v = tuple.columns[i];
+    if (!shown.empty()) shown += ", ";
+    shown += v.kind == TupleColumn::Kind::kNull ? "NULL" : std::string(v.value.substr(0, 64));
+  }
+  return shown;
 }
 
 Status Applier::KeyFrom(const Relation& rel, const TupleData& tuple, std::vector<KeyColumn>* key,

@@ -124,6 +124,7 @@ class Applier {
   Status KeyFrom(const Relation& rel, const protocol::TupleData& tuple, std::vector<KeyColumn>* key,
                  std::vector<pg::Param>* params, std::string* shape, std::string* shown) const;
   std::string Where(const Relation& rel, const char* op, const std::string& key_shown) const;
+  std::string InsertKeyShown(const Relation& rel, const protocol::TupleData& tuple) const;
 
   // Results are read at most this many statements apart (and at commit).
   static constexpr size_t kMaxPipelined = 512;

@@ -546,6 +546,16 @@ class Session {
   bool apply_failed_ = false;
 };
 
+// The commit LSN of the provider transaction an apply error is about: the
+// applier's context names it "lsn=X committed at ..." (Applier::Where).
+std::optional<Lsn> FailedTransactionLsn(const std::string& message) {
+  size_t at = message.find(" lsn=");
+  if (at == std::string::npos) return std::nullopt;
+  size_t start = at + 5;
+  size_t end = message.find_first_of(" :;,)", start);
+  return Lsn::Parse(message.substr(start, end == std::string::npos ? std::string::npos : end - start));
+}
+
 bool Retryable(const Status& s) {
   return s.kind() == Status::Kind::kConnection || s.kind() == Status::Kind::kServer;
 }
@@ -582,6 +592,10 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
       continue;
     }
     if (s.ok()) continue;
+    if (session.apply_failed())
+      if (auto lsn = FailedTransactionLsn(s.message()))
+        s = s.WithMessage(fmt::format("{}; to skip this provider transaction (all its changes): lorry skip --lsn {}",
+                                      s.message(), lsn->ToString()));
     if (!Retryable(s) && !session.apply_failed()) {
       spdlog::error("sub={} stopping: {}", config.name, s.message());
       if (auto c = pg::PgConn::Connect(config.subscriber, {{}, "subscriber"}); c.ok())

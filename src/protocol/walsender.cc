@@ -6,6 +6,7 @@
 //   'r' int64 write, int64 flush, int64 apply, int64 send_time, byte reply_requested
 #include "protocol/walsender.h"
 
+#include <ctime>
 #include <limits>
 
 #include <fmt/format.h>
@@ -92,6 +93,21 @@ int64_t ToPgMicros(std::chrono::system_clock::time_point t) {
   // to the earlier microsecond, also before 1970.
   const auto us = std::chrono::floor<std::chrono::microseconds>(t.time_since_epoch());
   return us.count() - kPgEpochUnixMicros;
+}
+
+std::string FormatPgMicros(int64_t us) {
+  int64_t unix_us = us + kPgEpochUnixMicros;
+  int64_t secs = unix_us >= 0 ? unix_us / 1000000 : -((-unix_us + 999999) / 1000000);
+  int64_t frac = unix_us - secs * 1000000;
+  time_t t = static_cast<time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  if (frac == 0) return fmt::format("{}+00", buf);
+  std::string f = fmt::format("{:06d}", frac);
+  while (f.back() == '0') f.pop_back();  // as PostgreSQL prints it
+  return fmt::format("{}.{}+00", buf, f);
 }
 
 std::chrono::system_clock::time_point FromPgMicros(int64_t us) {

@@ -56,5 +56,8 @@ int64_t ToPgMicros(std::chrono::system_clock::time_point t);
 // The inverse of ToPgMicros. Values beyond what system_clock can hold (such as
 // PostgreSQL's +/-infinity) saturate at time_point::min()/max().
 std::chrono::system_clock::time_point FromPgMicros(int64_t us);
+// A PostgreSQL timestamp (microseconds since 2000-01-01 UTC) as text in UTC,
+// as PostgreSQL prints timestamptz with TimeZone=UTC: "2026-11-21 22:44:17.101234+00".
+std::string FormatPgMicros(int64_t us);
 
 }  // namespace lorry::protocol

@@ -192,3 +192,18 @@ TEST(WalSenderTest, FuzzRandomFramesNeverCrash) {
 
 }  // namespace
 }  // namespace lorry::protocol
+
+namespace lorry::protocol {
+namespace {
+
+TEST(WalSenderTest, FormatsPgTimestampsLikePostgres) {
+  EXPECT_EQ(FormatPgMicros(0), "2000-01-01 00:00:00+00");
+  EXPECT_EQ(FormatPgMicros(1), "2000-01-01 00:00:00.000001+00");
+  EXPECT_EQ(FormatPgMicros(-1), "1999-12-31 23:59:59.999999+00");
+  // 2026-11-21 22:44:17.1 UTC
+  int64_t us = ToPgMicros(std::chrono::system_clock::time_point(std::chrono::microseconds(1795301057100000LL)));
+  EXPECT_EQ(FormatPgMicros(us), "2026-11-21 22:44:17.1+00");
+}
+
+}  // namespace
+}  // namespace lorry::protocol
