@@ -158,7 +158,7 @@ void TcpProxy::Loop() {
         };
         auto pump_out = [&](int fd, short revents, std::string* in) {
           if (!(revents & POLLOUT) || in->empty()) return;
-          ssize_t n = write(fd, in->data(), in->size());
+          ssize_t n = send(fd, in->data(), in->size(), MSG_NOSIGNAL);  // a closed peer is not a signal
           if (n > 0)
             in->erase(0, n);
           else if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -172,8 +172,8 @@ void TcpProxy::Loop() {
       // A side that closed: pass on what is buffered for the other, then close both.
       for (auto& p : pairs) {
         if (!p->dead) continue;
-        if (!p->to_client.empty()) (void)!write(p->client, p->to_client.data(), p->to_client.size());
-        if (!p->to_server.empty()) (void)!write(p->server, p->to_server.data(), p->to_server.size());
+        if (!p->to_client.empty()) (void)!send(p->client, p->to_client.data(), p->to_client.size(), MSG_NOSIGNAL);
+        if (!p->to_server.empty()) (void)!send(p->server, p->to_server.data(), p->to_server.size(), MSG_NOSIGNAL);
         close(p->client);
         close(p->server);
         p->client = p->server = -1;
