@@ -64,6 +64,52 @@ class Faults : public TwoClusters {
     });
   }
 
+  enum Side { kProvider, kSubscriber };
+
+  // Starts `lorry run` with one side's connections through a new proxy and
+  // waits for the initial copy.
+  std::unique_ptr<LorryProcess> RunThrough(Side side, std::unique_ptr<TcpProxy>* proxy) {
+    *proxy = std::make_unique<TcpProxy>((side == kProvider ? provider_cluster() : subscriber_cluster())->port());
+    auto run = side == kProvider ? Run(Routed(**proxy, Provider()), Subscriber())
+                                 : Run(Provider(), Routed(**proxy, Subscriber()));
+    Wait(run.get());
+    return run;
+  }
+
+  void CutInTheMiddleOfALargeTransaction(Side side) {
+    InitAndAdd();
+    std::unique_ptr<TcpProxy> proxy;
+    auto run = RunThrough(side, &proxy);
+    ProviderSql("INSERT INTO f SELECT g, 0, md5(g::text) FROM generate_series(101, 100100) g");
+    ASSERT_TRUE(ApplyingLargeTransaction()) << run->Log();
+    proxy->CutAll();
+    EXPECT_EQ(Rows(), 100);
+    Wait(run.get());
+    EXPECT_EQ(Rows(), 100100);
+    ExpectSameContent("f");
+    EXPECT_NE(run->Log().find("retrying"), std::string::npos) << run->Log();
+    EXPECT_TRUE(run->Running()) << run->Log();
+  }
+
+  // Blackholes one side under write load until lorry logs `noticed`, a
+  // little longer (a reconnect attempt times out too), then heals it.
+  void BlackholeWhileStreaming(Side side, const std::string& noticed) {
+    InitAndAdd();
+    std::unique_ptr<TcpProxy> proxy;
+    auto run = RunThrough(side, &proxy);
+    std::thread writer = Writer(3000);
+    ASSERT_TRUE(Eventually([&] { return Rows() > 500; }, 60)) << run->Log();
+    proxy->Blackhole();
+    ASSERT_TRUE(Eventually([&] { return run->Log().find(noticed) != std::string::npos; }, 20)) << run->Log();
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    proxy->Pass();
+    writer.join();
+    Wait(run.get());
+    EXPECT_EQ(SubscriberValue("SELECT sum(n) FROM f"), "6000");
+    ExpectSameContent("f");
+    EXPECT_TRUE(run->Running()) << run->Log();
+  }
+
   std::string Routed(const TcpProxy& proxy, const std::string& conninfo) {
     return proxy.Route(conninfo) + " connect_timeout=2";
   }
@@ -71,85 +117,24 @@ class Faults : public TwoClusters {
 
 // The stream breaks while a 100 000-row transaction is being applied: the
 // open subscriber transaction is rolled back and applied again, whole.
-TEST_F(Faults, ProviderConnectionCutInTheMiddleOfATransaction) {
-  InitAndAdd();
-  TcpProxy proxy(provider_cluster()->port());
-  auto run = Run(Routed(proxy, Provider()), Subscriber());
-  Wait(run.get());
-  ProviderSql("INSERT INTO f SELECT g, 0, md5(g::text) FROM generate_series(101, 100100) g");
-  ASSERT_TRUE(ApplyingLargeTransaction()) << run->Log();
-  EXPECT_EQ(Rows(), 100);
-  proxy.CutAll();
-  Wait(run.get());
-  EXPECT_EQ(Rows(), 100100);
-  ExpectSameContent("f");
-  EXPECT_NE(run->Log().find("retrying"), std::string::npos) << run->Log();
-  EXPECT_TRUE(run->Running()) << run->Log();
-}
+TEST_F(Faults, ProviderConnectionCutInTheMiddleOfATransaction) { CutInTheMiddleOfALargeTransaction(kProvider); }
 
 // The apply session's connection breaks in the middle of a large subscriber
 // transaction (and the lease's too): nothing of it stays, all of it comes again.
-TEST_F(Faults, SubscriberConnectionCutInTheMiddleOfATransaction) {
-  InitAndAdd();
-  TcpProxy proxy(subscriber_cluster()->port());
-  auto run = Run(Provider(), Routed(proxy, Subscriber()));
-  Wait(run.get());
-  ProviderSql("INSERT INTO f SELECT g, 0, md5(g::text) FROM generate_series(101, 100100) g");
-  ASSERT_TRUE(ApplyingLargeTransaction()) << run->Log();
-  proxy.CutAll();
-  EXPECT_EQ(Rows(), 100);
-  Wait(run.get());
-  EXPECT_EQ(Rows(), 100100);
-  ExpectSameContent("f");
-  EXPECT_NE(run->Log().find("retrying"), std::string::npos) << run->Log();
-  EXPECT_TRUE(run->Running()) << run->Log();
-}
+TEST_F(Faults, SubscriberConnectionCutInTheMiddleOfATransaction) { CutInTheMiddleOfALargeTransaction(kSubscriber); }
 
 // The provider stops answering without closing anything: lorry notices the
 // silence on the replication connection after run.network_timeout (2 s
 // here; the walsender's keepalives or the answer to lorry's probe would have
 // come), reconnects with backoff until the network is back, and goes on.
 TEST_F(Faults, ProviderBlackholedWhileStreaming) {
-  InitAndAdd();
-  TcpProxy proxy(provider_cluster()->port());
-  auto run = Run(Routed(proxy, Provider()), Subscriber());
-  Wait(run.get());
-  std::thread writer = Writer(3000);
-  ASSERT_TRUE(Eventually([&] { return Rows() > 500; }, 60)) << run->Log();
-  proxy.Blackhole();
-  ASSERT_TRUE(Eventually([&] { return run->Log().find("nothing received on the replication connection for 2 s") !=
-                                      std::string::npos; }, 20))
-      << run->Log();
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // a reconnect attempt times out too
-  proxy.Pass();
-  writer.join();
-  Wait(run.get());
-  EXPECT_EQ(SubscriberValue("SELECT sum(n) FROM f"), "6000");
-  ExpectSameContent("f");
-  EXPECT_TRUE(run->Running()) << run->Log();
+  BlackholeWhileStreaming(kProvider, "nothing received on the replication connection for 2 s");
 }
 
 // The subscriber stops answering: lorry cannot renew its lease, stops
 // applying (its blocked calls are unblocked), and once the network is back
 // takes the lease again and goes on from the origin.
-TEST_F(Faults, SubscriberBlackholedWhileStreaming) {
-  InitAndAdd();
-  TcpProxy proxy(subscriber_cluster()->port());
-  auto run = Run(Provider(), Routed(proxy, Subscriber()));
-  Wait(run.get());
-  std::thread writer = Writer(3000);
-  ASSERT_TRUE(Eventually([&] { return Rows() > 500; }, 60)) << run->Log();
-  proxy.Blackhole();
-  ASSERT_TRUE(Eventually([&] { return run->Log().find("lost the run lease") != std::string::npos; }, 20))
-      << run->Log();
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  proxy.Pass();
-  writer.join();
-  Wait(run.get());
-  EXPECT_EQ(SubscriberValue("SELECT sum(n) FROM f"), "6000");
-  ExpectSameContent("f");
-  EXPECT_TRUE(run->Running()) << run->Log();
-}
+TEST_F(Faults, SubscriberBlackholedWhileStreaming) { BlackholeWhileStreaming(kSubscriber, "lost the run lease"); }
 
 // The provider removed WAL the slot still needed (max_slot_wal_keep_size)
 // while lorry was stopped: `run` refuses to go on, says what was lost and
