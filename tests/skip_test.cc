@@ -64,6 +64,11 @@ TEST_F(Skip, FailingTransactionIsReportedThenSkippedOnRequest) {
   auto skip = RunLorry(Args({"skip", "--lsn", lsn}));
   ASSERT_EQ(skip.exit_code, 0) << skip.all();
   EXPECT_NE(skip.out.find("recorded"), std::string::npos) << skip.out;
+  auto pending = RunLorry(Args({"status"}));
+  EXPECT_TRUE(pending.out.find(fmt::format("skip          requested, not yet skipped by run: {}", lsn)) !=
+                  std::string::npos ||
+              run.Log().find("skipped provider transaction") != std::string::npos)
+      << pending.out;
   auto again = RunLorry(Args({"skip", "--lsn", lsn}));
   EXPECT_EQ(again.exit_code, 0) << again.all();
   EXPECT_NE(again.out.find("already requested"), std::string::npos) << again.out;
@@ -81,6 +86,7 @@ TEST_F(Skip, FailingTransactionIsReportedThenSkippedOnRequest) {
       << run.Log();
   auto status2 = RunLorry(Args({"status"}));
   EXPECT_NE(status2.out.find("last error    none"), std::string::npos) << status2.out;
+  EXPECT_EQ(status2.out.find("not yet skipped"), std::string::npos) << status2.out;
   // Later changes flow as usual.
   ProviderSql("UPDATE t SET v = 9 WHERE id = 4");
   ASSERT_EQ(RunLorry(Args({"wait", "--timeout", "60"}), 90).exit_code, 0) << run.Log();

@@ -149,6 +149,7 @@ struct Report {
   std::string standby_host;  // empty: no standby seen in the last 5 s
   std::string standby_pid;
   std::string standby_since;
+  std::vector<std::string> skips_pending;  // `lorry skip --lsn` requests run has not met yet
 };
 
 // The lease and a live standby, from lorry.subscriptions.
@@ -166,6 +167,11 @@ Status ReadLease(pg::PgConn& subscriber, const std::string& name, Report* r) {
   r->lease_since = res.Get(0, 1);
   if (!res.IsNull(0, 2)) r->lease_expires_in_seconds = std::stod(std::string(res.Get(0, 2)));
   r->takeovers = res.GetInt(0, 3);
+  auto skips = subscriber.ExecParams("SELECT commit_lsn::text FROM lorry.skips WHERE subscription = $1 "
+                                    "AND skipped_at IS NULL ORDER BY commit_lsn",
+                                    {name});
+  if (skips.ok())
+    for (int i = 0; i < skips->rows(); ++i) r->skips_pending.emplace_back(skips->Get(i, 0));
   if (res.GetBool(0, 7)) {
     r->standby_host = res.Get(0, 4);
     r->standby_pid = res.Get(0, 5);
@@ -273,6 +279,7 @@ json ReportJson(const Report& r) {
         {"since", TextJson(r.lease_since)},
         {"expires_in_seconds", OptJson(r.lease_expires_in_seconds)},
         {"takeovers", r.takeovers}}},
+      {"skips_pending", r.skips_pending},
       {"standby", r.standby_host.empty() ? json(nullptr)
                                          : json{{"host", r.standby_host},
                                                 {"pid", std::stoll(r.standby_pid)},
@@ -345,6 +352,11 @@ void PrintReport(const Report& r, std::ostream& out) {
   std::string applied_counts = fmt::format("{} transactions, {} changes", r.sub.xacts_applied, r.sub.changes_applied);
   if (!r.sub.last_commit_time.empty()) applied_counts += ", last provider commit at " + r.sub.last_commit_time;
   line("applied", applied_counts);
+  if (!r.skips_pending.empty()) {
+    std::string lsns;
+    for (const auto& l : r.skips_pending) lsns += (lsns.empty() ? "" : ", ") + l;
+    line("skip", fmt::format("requested, not yet skipped by run: {}", lsns));
+  }
   line("last error", r.sub.last_error.empty() ? "none" : r.sub.last_error + " (at " + r.sub.last_error_at + ")");
 
   std::string counts;
