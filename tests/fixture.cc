@@ -266,4 +266,18 @@ void TwoClusters::ExpectSameContent(const std::string& quoted_table) const {
   EXPECT_EQ(p, s) << "content differs for " << quoted_table;
 }
 
+void TwoClusters::InitAndAdd(const std::vector<std::string>& add_args) {
+  auto init = RunLorry(Args({"init"}));
+  ASSERT_EQ(init.exit_code, 0) << init.all();
+  std::vector<std::string> a{"add"};
+  a.insert(a.end(), add_args.begin(), add_args.end());
+  auto add = RunLorry(Args(a));
+  ASSERT_EQ(add.exit_code, 0) << add.all();
+}
+
+void TwoClusters::Wait(LorryProcess* run, double timeout) {
+  auto w = RunLorry(Args({"wait", "--timeout", fmt::format("{}", timeout)}), timeout + 30);
+  ASSERT_EQ(w.exit_code, 0) << w.all() << "\n--- lorry run log:\n" << (run ? run->Log() : "");
+}
+
 }  // namespace lorry::test

@@ -73,6 +73,11 @@ class TwoClusters : public ::testing::Test {
   std::string SubscriberValue(const std::string& sql) const;
   // Rows of `SELECT * FROM table ORDER BY <all columns as text>` as one text, on each side.
   std::string Dump(bool provider, const std::string& quoted_table) const;
+
+  // `lorry init`, then `lorry add` with add_args; fails the test on error.
+  void InitAndAdd(const std::vector<std::string>& add_args);
+  // `lorry wait` until caught up; fails the test (with run's log) otherwise.
+  void Wait(LorryProcess* run, double timeout = 120);
   void ExpectSameContent(const std::string& quoted_table) const;
 
   static testing::LocalCluster* provider_cluster();
