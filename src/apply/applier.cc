@@ -1,7 +1,12 @@
 #include "apply/applier.h"
 
+#include <algorithm>
+#include <map>
+
 #include <fmt/format.h>
 
+#include "catalog/apply_traits.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "protocol/walsender.h"
 
@@ -27,13 +32,18 @@ Status Applier::Setup() {
   // Changes were checked by the provider's constraints and triggers already;
   // replica mode also lets rows arrive in an order foreign keys dislike.
   auto role = conn_->Exec("SET session_replication_role = replica");
+  batching_allowed_ = role.ok();
   if (!role.ok())
     spdlog::warn("cannot SET session_replication_role = replica on the subscriber ({}); "
-                 "triggers will fire for replicated changes", role.status().message());
+                 "triggers will fire for replicated changes, and changes are not batched", role.status().message());
   // Rows are found by their key: a generic plan chosen while a table was
   // tiny (just copied) must not stay a sequential scan as it grows.
   LORRY_RETURN_IF_ERROR(conn_->Exec("SET enable_seqscan = off").status());
-  return conn_->Exec("SET synchronous_commit = on").status();
+  // As PostgreSQL's own apply worker: the commit does not wait for the WAL
+  // flush. The origin's progress is flushed with the commit record it is
+  // part of, and lorry confirms to the provider only what
+  // pg_replication_origin_progress(origin, true) reports flushed (daemon.cc).
+  return conn_->Exec("SET synchronous_commit = off").status();
 }
 
 Status Applier::Handle(const protocol::PgOutputMessage& msg) {
@@ -68,6 +78,7 @@ Status Applier::OnBegin(const protocol::BeginMsg& m) {
   xact_lsn_text_ = m.final_lsn.ToString() + " committed at " + protocol::FormatPgMicros(m.commit_time);
   xact_commit_time_ = m.commit_time;
   xact_changes_ = 0;
+  careful_ = careful_until_.valid() && m.final_lsn <= careful_until_;
   return Status::Ok();
 }
 
@@ -95,7 +106,7 @@ Status Applier::OnCommit(const protocol::CommitMsg& m) {
   group_commit_time_ = m.commit_time;
   group_xacts_ += xact_changes_ > 0 ? 1 : 0;
   group_changes_ += xact_changes_;
-  if (group_changes_ >= limits_.max_changes ||
+  if (careful_ || group_changes_ >= limits_.max_changes ||
       std::chrono::steady_clock::now() - group_started_ >= std::chrono::milliseconds(limits_.max_delay_ms))
     return CommitGroup();
   return Status::Ok();
@@ -103,6 +114,10 @@ Status Applier::OnCommit(const protocol::CommitMsg& m) {
 
 Status Applier::CommitGroup() {
   if (!group_pending()) return Status::Ok();
+  if (Status s = FlushBatches(); !s.ok()) {
+    Rollback();
+    return s;
+  }
   // The origin's progress commits atomically with the data: after a crash
   // lorry resumes right after the group's last transaction, never before or
   // past it.
@@ -127,13 +142,15 @@ Status Applier::CommitGroup() {
   stats_.xacts += group_xacts_;
   stats_.changes += group_changes_;
   last_commit_end_ = group_end_;
-  last_durable_end_ = group_end_;
   last_commit_time_ = group_commit_time_;
   group_xacts_ = group_changes_ = 0;
   return Status::Ok();
 }
 
 void Applier::Rollback() {
+  for (Oid relid : batched_) relations_[relid].batch.Clear();
+  batched_.clear();
+  batch_bytes_ = 0;
   (void)pipeline_.Sync();
   if (in_local_xact_) (void)conn_->Exec("ROLLBACK");
   in_local_xact_ = false;
@@ -143,6 +160,8 @@ void Applier::Rollback() {
 
 Status Applier::OnRelation(const protocol::RelationMsg& m) {
   auto& rel = relations_[m.relid];
+  // Rows held back were decoded with the previous definition.
+  if (!rel.batch.empty()) LORRY_RETURN_IF_ERROR(FlushRelation(&rel));
   int generation = rel.generation + 1;
   rel.remote = m;
   rel.display = pg::QualifiedName{m.nspname, m.relname}.Display();
@@ -170,6 +189,28 @@ Status Applier::EnsureLocal(Relation* rel) {
           pg::QuoteIdent(c.name), name.Display(), name.Quoted(), pg::QuoteIdent(c.name)));
   }
   rel->local = std::move(info);
+  rel->columns.clear();
+  rel->key.clear();
+  std::vector<std::string> key_names;
+  for (size_t i = 0; i < rel->remote.columns.size(); ++i) {
+    const auto& c = rel->remote.columns[i];
+    rel->columns.push_back({c.name, "", !rel->local->FindColumn(c.name)->has_equality});
+    if (c.is_key()) {
+      rel->key.push_back(i);
+      key_names.push_back(c.name);
+    }
+  }
+  LORRY_ASSIGN_OR_RETURN(auto traits, catalog::LookupApplyTraits(*conn_, rel->local->oid, key_names));
+  for (auto& c : rel->columns) c.cast_type = traits.cast_types[c.name];
+  char identity = rel->remote.replica_identity;
+  if (traits.replica_triggers > 0)
+    rel->batching = Batching::kNone;  // triggers see each change
+  else if ((identity == 'd' || identity == 'i') && !rel->key.empty() && traits.competing_unique == 0)
+    rel->batching = Batching::kCollapse;
+  else
+    rel->batching = Batching::kInsertRuns;
+  rel->batch = RowBatch(rel->batching == Batching::kCollapse);
+  SPDLOG_DEBUG("table {}: batching {}", rel->display, static_cast<int>(rel->batching));
   return Status::Ok();
 }
 
@@ -200,7 +241,6 @@ Status Applier::Execute(const std::string& cache_key, const std::function<std::s
     it = statements_.emplace(cache_key, name).first;
   }
   LORRY_RETURN_IF_ERROR(pipeline_.SendPrepared(it->second, params, std::move(context), std::move(on_result)));
-  xact_changes_++;
   if (pipeline_.pending() >= kMaxPipelined) return pipeline_.Sync();
   return Status::Ok();
 }
@@ -240,6 +280,9 @@ Status Applier::OnInsert(const protocol::InsertMsg& m) {
   if (m.new_tuple.columns.size() != cols.size())
     return Status::Protocol(fmt::format("INSERT has {} columns, relation has {}", m.new_tuple.columns.size(),
                                         cols.size()));
+  xact_changes_++;
+  if (Batches(*rel)) return AddToBatch(rel, BatchOp::kInsert, Values(m.new_tuple));
+  if (!rel->batch.empty()) LORRY_RETURN_IF_ERROR(FlushRelation(rel));
   std::vector<std::string> names;
   std::vector<pg::Param> params;
   std::string shape = fmt::format("I{}.{}:", m.relid, rel->generation);
@@ -267,6 +310,172 @@ std::string Applier::InsertKeyShown(const Relation& rel, const TupleData& tuple)
     shown += v.kind == TupleColumn::Kind::kNull ? "NULL" : std::string(v.value.substr(0, 64));
   }
   return shown;
+}
+
+std::vector<BatchValue> Applier::Values(const TupleData& tuple) {
+  std::vector<BatchValue> out;
+  out.reserve(tuple.columns.size());
+  for (const auto& c : tuple.columns) {
+    // Binary values are never requested (the decoder's caller checks the
+    // relation's columns); treat one like text rather than losing it.
+    auto kind = c.kind == TupleColumn::Kind::kBinary ? TupleColumn::Kind::kText : c.kind;
+    out.push_back({kind, std::string(c.value)});
+  }
+  return out;
+}
+
+std::string Applier::KeyOf(const Relation& rel, const std::vector<BatchValue>& values) const {
+  std::string key;
+  if (!rel.batch.collapsing()) return key;
+  for (size_t i : rel.key) EncodeKeyPart(&key, values[i]);
+  return key;
+}
+
+Status Applier::AddToBatch(Relation* rel, BatchOp op, std::vector<BatchValue> values) {
+  if (rel->batch.empty()) {
+    batched_.push_back(rel->remote.relid);
+    rel->batch_first_lsn = xact_final_lsn_;
+  }
+  rel->batch_last_lsn = xact_final_lsn_;
+  size_t rows_before = rel->batch.size(), bytes_before = rel->batch.bytes();
+  std::string key = KeyOf(*rel, values);
+  auto add = [&](std::string k, std::vector<BatchValue> v) {
+    switch (op) {
+      case BatchOp::kInsert: return rel->batch.AddInsert(std::move(k), std::move(v));
+      case BatchOp::kUpdate: return rel->batch.AddUpdate(std::move(k), std::move(v));
+      case BatchOp::kDelete: return rel->batch.AddDelete(std::move(k), std::move(v));
+      case BatchOp::kReplace: break;
+    }
+    return false;
+  };
+  if (!add(key, values)) {
+    // Cannot merge with what is pending for this key: send that first, so
+    // the change applies in its original order.
+    LORRY_RETURN_IF_ERROR(FlushRelation(rel));
+    batched_.push_back(rel->remote.relid);
+    rel->batch_first_lsn = rel->batch_last_lsn = xact_final_lsn_;
+    rows_before = bytes_before = 0;
+    if (!add(std::move(key), std::move(values)))
+      return Status::Internal(fmt::format("{}: a change could not be added to an empty batch", rel->display));
+  }
+  if (rel->batch.size() == rows_before) stats_.merged_rows++;
+  batch_bytes_ += rel->batch.bytes() - std::min(rel->batch.bytes(), bytes_before);
+  if (rel->batch.size() >= kMaxBatchRows) return FlushRelation(rel);
+  if (batch_bytes_ >= kMaxBatchBytes) return FlushBatches();
+  return Status::Ok();
+}
+
+Status Applier::FlushBatches() {
+  // Relations in the order their batches began: the first change held back
+  // is sent first.
+  std::vector<Oid> order;
+  order.swap(batched_);
+  for (Oid relid : order) {
+    auto it = relations_.find(relid);
+    if (it == relations_.end() || it->second.batch.empty()) continue;
+    LORRY_RETURN_IF_ERROR(FlushRelation(&it->second));
+  }
+  batched_.clear();
+  batch_bytes_ = 0;
+  return Status::Ok();
+}
+
+Status Applier::FlushRelation(Relation* rel) {
+  if (rel->batch.empty()) return Status::Ok();
+  FaultPoint("apply_batch");
+  std::erase(batched_, rel->remote.relid);
+  batch_bytes_ -= std::min(batch_bytes_, rel->batch.bytes());
+  std::vector<const BatchRow*> deletes, inserts;
+  std::map<std::vector<size_t>, std::vector<const BatchRow*>> updates;  // by the columns they set
+  for (const auto& row : rel->batch.rows()) {
+    if (row.dead) {
+      continue;
+    } else if (row.op == BatchOp::kInsert) {
+      inserts.push_back(&row);
+    } else if (row.op == BatchOp::kDelete) {
+      deletes.push_back(&row);
+    } else if (row.op == BatchOp::kReplace) {
+      deletes.push_back(&row);
+      inserts.push_back(&row);
+    } else {
+      std::vector<size_t> set;
+      for (size_t i = 0; i < row.values.size(); ++i)
+        if (row.values[i].kind != TupleColumn::Kind::kUnchanged &&
+            std::find(rel->key.begin(), rel->key.end(), i) == rel->key.end())
+          set.push_back(i);
+      updates[set].push_back(&row);
+    }
+  }
+  pg::QualifiedName table{rel->remote.nspname, rel->remote.relname};
+  std::vector<BatchColumn> key_columns;
+  for (size_t i : rel->key) key_columns.push_back(rel->columns[i]);
+  std::string gen = fmt::format("{}.{}", rel->remote.relid, rel->generation);
+  Status s;
+  // Deletes first: a key deleted and inserted again (a replace) must be free
+  // when its insert comes. Keys differ otherwise, so the rest is unordered.
+  if (!deletes.empty())
+    s = SendBatch(rel, "DELETE", "BD" + gen, key_columns, rel->key, deletes,
+                  [&] { return BuildBatchDelete(table, key_columns); }, true);
+  for (const auto& [set, rows] : updates) {
+    if (!s.ok()) break;
+    if (set.empty()) continue;  // only the key or unchanged TOAST values: nothing to write
+    std::vector<BatchColumn> set_columns;
+    std::vector<size_t> index = rel->key;
+    std::string shape = "BU" + gen + ":";
+    for (size_t i : set) {
+      set_columns.push_back(rel->columns[i]);
+      index.push_back(i);
+      shape += std::to_string(i) + ",";
+    }
+    std::vector<BatchColumn> all = key_columns;
+    all.insert(all.end(), set_columns.begin(), set_columns.end());
+    s = SendBatch(rel, "UPDATE", shape, all, index, rows,
+                  [&] { return BuildBatchUpdate(table, key_columns, set_columns); }, true);
+  }
+  if (s.ok() && !inserts.empty()) {
+    std::vector<size_t> index(rel->columns.size());
+    for (size_t i = 0; i < index.size(); ++i) index[i] = i;
+    s = SendBatch(rel, "INSERT", "BI" + gen, rel->columns, index, inserts,
+                  [&] { return BuildBatchInsert(table, rel->columns); }, false);
+  }
+  rel->batch.Clear();
+  return s;
+}
+
+Status Applier::SendBatch(Relation* rel, const char* op, const std::string& cache_key,
+                          const std::vector<BatchColumn>& columns, const std::vector<size_t>& column_index,
+                          const std::vector<const BatchRow*>& rows, const std::function<std::string()>& build,
+                          bool check_missing) {
+  // One text array per column, elements in row order.
+  std::vector<std::string> arrays(columns.size());
+  for (size_t c = 0; c < columns.size(); ++c) {
+    std::string& a = arrays[c];
+    a.reserve(rows.size() * 8 + 2);
+    a += '{';
+    for (size_t r = 0; r < rows.size(); ++r) AppendArrayElement(&a, rows[r]->values[column_index[c]], r == 0);
+    a += '}';
+  }
+  std::vector<pg::Param> params(arrays.begin(), arrays.end());
+  stats_.batched_rows += static_cast<int64_t>(rows.size());
+  std::string context =
+      rel->batch_first_lsn == rel->batch_last_lsn
+          ? fmt::format("apply batched {} of {} rows in {} lsn={}", op, rows.size(), rel->display,
+                        rel->batch_first_lsn.ToString())
+          : fmt::format("apply batched {} of {} rows in {} (provider transactions with commit LSNs {} to {})", op,
+                        rows.size(), rel->display, rel->batch_first_lsn.ToString(), rel->batch_last_lsn.ToString());
+  pg::Pipeline::OnResult on_result;
+  if (check_missing)
+    on_result = [this, op, table = rel->display, expected = static_cast<int64_t>(rows.size()),
+                 first = rel->batch_first_lsn, last = rel->batch_last_lsn](const pg::PgResult& r) {
+      int64_t missing = expected - r.AffectedRows();
+      if (missing <= 0) return;
+      stats_.missing_rows += missing;
+      spdlog::warn("conflict={}_missing table={} rows={} of {} lsn={}..{}: rows not on the subscriber; changes "
+                   "skipped",
+                   op == std::string_view("DELETE") ? "delete" : "update", table, missing, expected,
+                   first.ToString(), last.ToString());
+    };
+  return Execute(cache_key, build, params, std::move(context), std::move(on_result));
 }
 
 Status Applier::KeyFrom(const Relation& rel, const TupleData& tuple, std::vector<KeyColumn>* key,
@@ -302,6 +511,11 @@ Status Applier::OnUpdate(const protocol::UpdateMsg& m) {
   if (m.new_tuple.columns.size() != cols.size())
     return Status::Protocol(fmt::format("UPDATE has {} columns, relation has {}", m.new_tuple.columns.size(),
                                         cols.size()));
+  xact_changes_++;
+  // The row keeps its key (no old key sent): it can be merged and batched.
+  if (!m.old_kind && Batches(*rel) && rel->batch.collapsing())
+    return AddToBatch(rel, BatchOp::kUpdate, Values(m.new_tuple));
+  if (!rel->batch.empty()) LORRY_RETURN_IF_ERROR(FlushRelation(rel));
   bool one_row = rel->remote.replica_identity == 'f';
   std::vector<std::string> set;
   std::vector<pg::Param> params;
@@ -332,6 +546,14 @@ Status Applier::OnUpdate(const protocol::UpdateMsg& m) {
 Status Applier::OnDelete(const protocol::DeleteMsg& m) {
   LORRY_ASSIGN_OR_RETURN(Relation * rel, Target(m.relid, "DELETE"));
   if (!rel) return Status::Ok();
+  xact_changes_++;
+  if (Batches(*rel) && rel->batch.collapsing()) {
+    if (m.old_tuple.columns.size() != rel->remote.columns.size())
+      return Status::Protocol(fmt::format("DELETE has {} columns, relation has {}", m.old_tuple.columns.size(),
+                                          rel->remote.columns.size()));
+    return AddToBatch(rel, BatchOp::kDelete, Values(m.old_tuple));
+  }
+  if (!rel->batch.empty()) LORRY_RETURN_IF_ERROR(FlushRelation(rel));
   bool one_row = rel->remote.replica_identity == 'f';
   std::vector<KeyColumn> key;
   std::vector<pg::Param> params;
@@ -351,6 +573,8 @@ Status Applier::OnTruncate(const protocol::TruncateMsg& m) {
   }
   if (tables.empty()) return Status::Ok();
   xact_changes_++;
+  // TRUNCATE ... CASCADE reaches other tables too: everything held back goes first.
+  LORRY_RETURN_IF_ERROR(FlushBatches());
   return pipeline_.SendQuery(BuildTruncate(tables, m.restart_identity(), m.cascade()),
                              fmt::format("apply TRUNCATE lsn={}", xact_final_lsn_.ToString()));
 }

@@ -5,9 +5,10 @@
 // Invariants:
 //  - A subscriber transaction is open only between a BEGIN that had at least
 //    one change to apply and its COMMIT; Rollback() discards it.
-//  - last_commit_end() only moves when a subscriber commit carrying the
-//    origin's progress (that end LSN) is durable: synchronous_commit is on
-//    for this session, so it may be reported to the provider as flushed.
+//  - last_commit_end() moves when a subscriber commit carrying the origin's
+//    progress (that end LSN) has returned. Commits are asynchronous (as in
+//    PostgreSQL's apply worker): what may be reported to the provider as
+//    flushed is what pg_replication_origin_progress(origin, true) returns.
 //  - Provider transactions may be grouped into one subscriber transaction;
 //    the group commits with the origin at its last transaction's end LSN,
 //    so a crash loses the whole group, which is then received again.
@@ -15,6 +16,16 @@
 //    never one round trip per row.
 //  - Statements are prepared once per (table, operation, columns sent, NULL
 //    pattern of the key), never built per row with values inlined.
+//  - Changes to a table may be held back in a RowBatch (row_batch.h) and
+//    sent as set-based statements: always before the group commits, before
+//    a TRUNCATE, before the table's definition changes, and before any
+//    change to the same table that the batch cannot merge. Batching is off
+//    when replica mode could not be set (foreign keys would then see rows in
+//    batch order) and in careful mode.
+//  - Careful mode (set_careful_until): transactions up to that LSN are
+//    applied one statement per row and committed one by one, so that a
+//    change that failed in a batch fails again alone, and its error names
+//    its own transaction and key.
 #pragma once
 
 #include <chrono>
@@ -24,6 +35,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "apply/row_batch.h"
 #include "apply/statement_builder.h"
 #include "catalog/catalog.h"
 #include "common/lsn.h"
@@ -39,6 +51,8 @@ struct ApplyStats {
   int64_t xacts = 0;           // provider transactions committed on the subscriber
   int64_t changes = 0;         // rows inserted, updated or deleted, and truncates
   int64_t missing_rows = 0;    // UPDATE/DELETE that found no row on the subscriber
+  int64_t batched_rows = 0;    // changes sent in set-based statements (after merging)
+  int64_t merged_rows = 0;     // changes merged into another change to the same key
 };
 
 class Applier {
@@ -69,6 +83,15 @@ class Applier {
   // Discards an open subscriber transaction (e.g. when stopping mid-stream).
   void Rollback();
 
+  // Sends every change held back in batches (the subscriber transaction
+  // stays open). Whatever must run at an exact point of the stream calls
+  // this first.
+  Status FlushBatches();
+
+  // Transactions whose commit LSN is at or before `lsn` are applied without
+  // batching or grouping (see the invariants above).
+  void set_careful_until(Lsn lsn) { careful_until_ = lsn; }
+
   // Whether provider transactions are applied but not yet committed on the
   // subscriber; CommitGroup() commits them (the caller does when no more
   // data is waiting, so that a lone transaction is not delayed).
@@ -86,19 +109,25 @@ class Applier {
   // True while anything received is not durable on the subscriber.
   bool in_transaction() const { return in_remote_xact_ || in_local_xact_; }
   Lsn last_commit_end() const { return last_commit_end_; }
-  // End LSN of the last provider transaction committed on the subscriber
-  // with the origin (skipped transactions do not move it).
-  Lsn last_durable_end() const { return last_durable_end_; }
   int64_t last_commit_time() const { return last_commit_time_; }
   const ApplyStats& stats() const { return stats_; }
   void set_stats(const ApplyStats& s) { stats_ = s; }
 
  private:
+  enum class Batching { kNone, kInsertRuns, kCollapse };
+
   struct Relation {
     protocol::RelationMsg remote;
     std::optional<catalog::TableInfo> local;  // loaded on first applied change
     std::string display;                      // the table's name for messages
     int generation = 0;                       // bumps when a RELATION message changes it
+    // Set with `local`:
+    Batching batching = Batching::kNone;
+    std::vector<BatchColumn> columns;  // per remote column: name, cast type, compared by text
+    std::vector<size_t> key;           // indices of the remote key columns
+    RowBatch batch{false};
+    Lsn batch_first_lsn;               // commit LSNs of the first and last transaction in `batch`
+    Lsn batch_last_lsn;
   };
 
   Status OnBegin(const protocol::BeginMsg& m);
@@ -126,8 +155,24 @@ class Applier {
   std::string Where(const Relation& rel, const char* op, const std::string& key_shown) const;
   std::string InsertKeyShown(const Relation& rel, const protocol::TupleData& tuple) const;
 
+  // Batching: whether this change to `rel` goes to its batch.
+  bool Batches(const Relation& rel) const { return batching_allowed_ && !careful_ && rel.batching != Batching::kNone; }
+  static std::vector<BatchValue> Values(const protocol::TupleData& tuple);
+  std::string KeyOf(const Relation& rel, const std::vector<BatchValue>& values) const;
+  // Holds a change back; sends the batch first when it cannot merge.
+  Status AddToBatch(Relation* rel, BatchOp op, std::vector<BatchValue> values);
+  Status FlushRelation(Relation* rel);
+  Status SendBatch(Relation* rel, const char* op, const std::string& cache_key,
+                   const std::vector<BatchColumn>& columns, const std::vector<size_t>& column_index,
+                   const std::vector<const BatchRow*>& rows, const std::function<std::string()>& build,
+                   bool check_missing);
+
   // Results are read at most this many statements apart (and at commit).
   static constexpr size_t kMaxPipelined = 512;
+  // A table's batch is sent once it holds this many rows, and every batch
+  // once they hold this many bytes together.
+  static constexpr size_t kMaxBatchRows = 2000;
+  static constexpr size_t kMaxBatchBytes = 8 << 20;
 
   pg::PgConn* conn_;
   pg::Pipeline pipeline_;
@@ -136,7 +181,12 @@ class Applier {
   int statement_cache_size_;
   GroupLimits limits_;
 
-  std::unordered_map<Oid, Relation> relations_;
+  std::unordered_map<Oid, Relation> relations_;  // node-based: Relation* stay valid
+  std::vector<Oid> batched_;    // relations with a non-empty batch, in the order they got one
+  size_t batch_bytes_ = 0;      // what all batches hold (approximately)
+  bool batching_allowed_ = true;  // false when session_replication_role = replica failed
+  Lsn careful_until_;
+  bool careful_ = false;          // the current transaction is applied carefully
   std::unordered_map<std::string, std::string> statements_;  // cache key -> prepared name
   int next_statement_ = 0;
 
@@ -146,7 +196,6 @@ class Applier {
   std::string xact_lsn_text_;  // xact_final_lsn_ printed once, for messages
   int64_t xact_commit_time_ = 0;
   Lsn last_commit_end_;
-  Lsn last_durable_end_;
   int64_t last_commit_time_ = 0;
   int64_t xact_changes_ = 0;
   // The open group: provider transactions applied, not yet committed.

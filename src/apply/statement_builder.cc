@@ -28,7 +28,63 @@ std::string RowCondition(const pg::QualifiedName& table, const std::vector<KeyCo
   return fmt::format("ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)", table.Quoted(), where);
 }
 
+// "unnest($1::text[], $2::text[]) AS v(a1, a2)" for n columns.
+std::string Unnest(size_t n) {
+  std::string arrays, names;
+  for (size_t i = 1; i <= n; ++i) {
+    if (i > 1) {
+      arrays += ", ";
+      names += ", ";
+    }
+    arrays += fmt::format("${}::text[]", i);
+    names += fmt::format("a{}", i);
+  }
+  return fmt::format("unnest({}) AS v({})", arrays, names);
+}
+
+// "t."k1" = v.a1::T AND t."k2"::text = v.a2"
+std::string BatchKeyMatch(const std::vector<BatchColumn>& key) {
+  std::string out;
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (i) out += " AND ";
+    if (key[i].by_text)
+      out += fmt::format("t.{}::text = v.a{}", pg::QuoteIdent(key[i].name), i + 1);
+    else
+      out += fmt::format("t.{} = v.a{}::{}", pg::QuoteIdent(key[i].name), i + 1, key[i].cast_type);
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string BuildBatchInsert(const pg::QualifiedName& table, const std::vector<BatchColumn>& columns) {
+  std::string names, values;
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (i) {
+      names += ", ";
+      values += ", ";
+    }
+    names += pg::QuoteIdent(columns[i].name);
+    values += fmt::format("v.a{}::{}", i + 1, columns[i].cast_type);
+  }
+  return fmt::format("INSERT INTO {} ({}) SELECT {} FROM {}", table.Quoted(), names, values, Unnest(columns.size()));
+}
+
+std::string BuildBatchUpdate(const pg::QualifiedName& table, const std::vector<BatchColumn>& key,
+                             const std::vector<BatchColumn>& set) {
+  std::string assignments;
+  for (size_t i = 0; i < set.size(); ++i) {
+    if (i) assignments += ", ";
+    assignments += fmt::format("{} = v.a{}::{}", pg::QuoteIdent(set[i].name), key.size() + i + 1, set[i].cast_type);
+  }
+  return fmt::format("UPDATE {} AS t SET {} FROM {} WHERE {}", table.Quoted(), assignments,
+                     Unnest(key.size() + set.size()), BatchKeyMatch(key));
+}
+
+std::string BuildBatchDelete(const pg::QualifiedName& table, const std::vector<BatchColumn>& key) {
+  return fmt::format("DELETE FROM {} AS t USING {} WHERE {}", table.Quoted(), Unnest(key.size()),
+                     BatchKeyMatch(key));
+}
 
 std::string BuildInsert(const pg::QualifiedName& table, const std::vector<std::string>& columns) {
   std::string cols, params;

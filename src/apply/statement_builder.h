@@ -31,6 +31,27 @@ std::string BuildUpdate(const pg::QualifiedName& table, const std::vector<std::s
 // DELETE FROM t WHERE k = $1 ...
 std::string BuildDelete(const pg::QualifiedName& table, const std::vector<KeyColumn>& key, bool one_row);
 
+// Set-based statements for a batch of rows (see row_batch.h): one text
+// array parameter per column, $1 for the first column listed (key columns
+// first), each element cast to the column's type without its typmod, so
+// that the assignment to the column checks lengths as a single-row
+// statement would (an explicit cast to varchar(n) would truncate).
+struct BatchColumn {
+  std::string name;
+  std::string cast_type;  // e.g. "pg_catalog"."int4" (quoted: no SQL-standard typmod defaults)
+  bool by_text = false;   // key column whose type has no equality: compare text forms
+};
+
+// INSERT INTO t (c1, c2) SELECT v.a1::T1, v.a2::T2 FROM unnest($1::text[], $2::text[]) AS v(a1, a2)
+std::string BuildBatchInsert(const pg::QualifiedName& table, const std::vector<BatchColumn>& columns);
+
+// UPDATE t AS t SET c = v.a2::T FROM unnest($1::text[], $2::text[]) AS v(a1, a2) WHERE t.k = v.a1::K
+std::string BuildBatchUpdate(const pg::QualifiedName& table, const std::vector<BatchColumn>& key,
+                             const std::vector<BatchColumn>& set);
+
+// DELETE FROM t AS t USING unnest($1::text[]) AS v(a1) WHERE t.k = v.a1::K
+std::string BuildBatchDelete(const pg::QualifiedName& table, const std::vector<BatchColumn>& key);
+
 // TRUNCATE t1, t2 [RESTART IDENTITY] [CASCADE]
 std::string BuildTruncate(const std::vector<pg::QualifiedName>& tables, bool restart_identity, bool cascade);
 

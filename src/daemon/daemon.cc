@@ -62,13 +62,15 @@ struct TableFilterState {
 class Session {
  public:
   // `lease` is held when the session starts; its abort flag is `stop_`.
-  Session(const Config& config, const RunOptions& options, RunLease* lease, apply::ApplyStats* stats)
+  Session(const Config& config, const RunOptions& options, RunLease* lease, apply::ApplyStats* stats,
+          Lsn careful_until)
       : config_(config),
         options_(options),
         stop_(lease->abort_flag()),
         lease_(lease),
         names_(SubscriptionNames::For(config.name)),
-        stats_(stats) {}
+        stats_(stats),
+        careful_until_(careful_until) {}
   ~Session() { lease_->ForgetSessions(); }  // before the connections close
 
   Status Run() {
@@ -86,6 +88,8 @@ class Session {
   // failure that recurs at every attempt must back off).
   bool made_progress() const { return applier_ && applier_->last_durable_end().valid(); }
   bool apply_failed() const { return apply_failed_; }
+  // The stream position when this session stopped (what was received).
+  Lsn received() const { return received_; }
 
  private:
   pg::ConnectOptions SubscriberOptions(const char* app) const {
@@ -94,6 +98,9 @@ class Session {
 
   Status ConnectSubscriber() {
     LORRY_ASSIGN_OR_RETURN(control_, pg::PgConn::Connect(config_.subscriber, SubscriberOptions("lorry_control")));
+    // The heartbeat's record of confirmed positions must be durable before
+    // the provider is told it may forget them.
+    LORRY_RETURN_IF_ERROR(control_.Exec("SET synchronous_commit = on").status());
     state_ = std::make_unique<StateStore>(&control_, config_.name);
     LORRY_ASSIGN_OR_RETURN(bool installed, state_->IsInstalled());
     if (!installed)
@@ -304,8 +311,15 @@ class Session {
   // beyond it only positions already recorded in lorry.subscriptions
   // (confirmed_lsn). So at every start the slot is never ahead of what the
   // subscriber knows, which CheckSlotNotAhead verifies.
-  Lsn Reportable() const {
-    return std::max(applier_->last_durable_end(), std::min(Flushed(), persisted_confirmed_));
+  Lsn Reportable() const { return std::max(durable_, std::min(Flushed(), persisted_confirmed_)); }
+
+  // Apply commits are asynchronous: this flushes the subscriber's WAL up to
+  // the origin's last commit and returns the provider position it carries.
+  Status UpdateDurable() {
+    LORRY_ASSIGN_OR_RETURN(auto v, control_.QueryValue("SELECT pg_replication_origin_progress($1, true)",
+                                                       {names_.origin}));
+    if (auto lsn = Lsn::Parse(v.value_or(""))) durable_ = std::max(durable_, *lsn);
+    return Status::Ok();
   }
 
   Status SendFeedback(bool reply_requested) {
@@ -335,6 +349,7 @@ class Session {
   // Once a second: table states, catch-up hand-over, heartbeat, feedback.
   Status Tick() {
     LORRY_RETURN_IF_ERROR(LoadFilter());
+    LORRY_RETURN_IF_ERROR(UpdateDurable());
     Lsn flushed = Flushed();
     for (auto& [name, f] : filter_) {
       if (f.state == TableStateKind::kCatchingUp && f.sync_lsn && flushed >= *f.sync_lsn) {
@@ -367,12 +382,19 @@ class Session {
         apply::Applier::GroupLimits{config_.apply.group_max_changes, config_.apply.group_max_delay_ms});
     applier_->set_stats(*stats_);
     applier_->set_commit_guard(lease_->CheckSql());
+    if (careful_until_.valid()) {
+      applier_->set_careful_until(careful_until_);
+      spdlog::info("sub={} applying carefully (one statement per row, one commit per transaction) up to {} after "
+                   "an apply error",
+                   config_.name, careful_until_.ToString());
+    }
     LORRY_RETURN_IF_ERROR(applier_->Setup());
     LORRY_ASSIGN_OR_RETURN(auto origin_lsn,
                            apply_conn_.QueryValue("SELECT pg_replication_origin_progress($1, true)", {names_.origin}));
     Lsn start = sub_.consistent_lsn.value_or(Lsn());
     if (origin_lsn) start = std::max(start, Lsn::Parse(*origin_lsn).value_or(Lsn()));
     idle_confirmed_ = start;
+    durable_ = start;  // read with flush = true
     persisted_confirmed_ = std::max(start, sub_.confirmed_lsn.value_or(Lsn()));
     LORRY_RETURN_IF_ERROR(LoadFilter());
     if (restart_) return Status::Ok();
@@ -442,7 +464,10 @@ class Session {
             idle_confirmed_ = std::max(idle_confirmed_, k->wal_end);
           else if (!applier_->in_remote_transaction())
             group_keepalive_ = std::max(group_keepalive_, k->wal_end);
-          if (k->reply_requested) LORRY_RETURN_IF_ERROR(SendFeedback(false));
+          if (k->reply_requested) {
+            LORRY_RETURN_IF_ERROR(UpdateDurable());
+            LORRY_RETURN_IF_ERROR(SendFeedback(false));
+          }
         }
       }
       if (Clock::now() - last_tick_ >= std::chrono::seconds(1)) LORRY_RETURN_IF_ERROR(Tick());
@@ -520,6 +545,7 @@ class Session {
   RunLease* lease_;
   SubscriptionNames names_;
   apply::ApplyStats* stats_;
+  Lsn careful_until_;
 
   pg::PgConn control_;     // state, heartbeat and the run lock
   pg::PgConn apply_conn_;  // the applier's own session (bound to the origin)
@@ -537,6 +563,7 @@ class Session {
   Lsn idle_confirmed_;
   Lsn group_keepalive_;  // a keepalive's position seen while a group was open
   Lsn persisted_confirmed_;  // confirmed_lsn as last written to lorry.subscriptions
+  Lsn durable_;              // origin progress known flushed on the subscriber
   Lsn last_feedback_lsn_;
   Clock::time_point last_feedback_;
   Clock::time_point last_tick_;
@@ -573,6 +600,9 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
   std::mt19937 rng(static_cast<unsigned>(getpid()));
   int failures = 0;
   RunLease lease({config.subscriber, config.name, config.run.takeover_timeout, config.run.network_timeout}, stop);
+  // After an apply error, what was received is applied again one row and
+  // one transaction at a time: the error then names its own transaction.
+  Lsn careful_until;
   while (!stop.load()) {
     // A standby until this run holds the lease (at once when nobody does).
     if (Status held = lease.WaitUntilHeld(); !held.ok()) {
@@ -580,8 +610,9 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
       spdlog::error("sub={} stopping: {}", config.name, held.message());
       return held;
     }
-    Session session(config, options, &lease, &stats);
+    Session session(config, options, &lease, &stats, careful_until);
     Status s = session.Run();
+    if (session.apply_failed()) careful_until = std::max(careful_until, session.received());
     if (stop.load()) break;
     if (!lease.lost_reason().empty()) {
       failures = 0;  // deposed: stand by again
