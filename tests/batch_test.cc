@@ -8,6 +8,8 @@
 // The changes are made while `lorry run` is stopped, so that the catch-up
 // applies many provider transactions in one group (one subscriber
 // transaction, one batch per table).
+#include <filesystem>
+
 #include <fmt/format.h>
 
 #include "fixture.h"
@@ -205,6 +207,70 @@ TEST_F(Batching, AFailingChangeIsRetriedAloneAndNamed) {
   SubscriberSql("ALTER TABLE f DROP CONSTRAINT no_bad");
   Wait(run.get());
   ExpectSameContent("f");
+}
+
+}  // namespace
+}  // namespace lorry::test
+
+namespace lorry::test {
+namespace {
+
+// Large transactions streamed while in progress (PostgreSQL 14+): spooled to
+// files by lorry and applied at their commit; aborted subtransactions and
+// aborted transactions leave nothing behind.
+class Streaming : public TwoClusters {
+ protected:
+  void SetUp() override {
+    TwoClusters::SetUp();
+    if (provider_cluster()->major_version() < 14) GTEST_SKIP() << "streaming needs PostgreSQL 14 on the provider";
+    // The walsender streams a transaction once its decoded changes pass this.
+    ProviderSql(fmt::format("ALTER DATABASE \"{}\" SET logical_decoding_work_mem = '64kB'", dbname_));
+    BothSql("CREATE TABLE big (id int PRIMARY KEY, v text)");
+    ProviderSql("INSERT INTO big SELECT g, 'initial' FROM generate_series(1, 100) g");
+    InitAndAdd({"big"});
+  }
+  std::unique_ptr<LorryProcess> StartRun() { return std::make_unique<LorryProcess>(Args({"run"})); }
+};
+
+TEST_F(Streaming, LargeTransactionWithSubtransactionsIsStreamedAndApplied) {
+  auto run = StartRun();
+  Wait(run.get());
+  ProviderSql(
+      "BEGIN;"
+      "INSERT INTO big SELECT g, repeat('x', 50) FROM generate_series(1000, 20999) g;"
+      "SAVEPOINT a; INSERT INTO big SELECT g, 'rolled back' FROM generate_series(30000, 34999) g;"
+      "  SAVEPOINT b; UPDATE big SET v = 'nested, rolled back' WHERE id < 50; ROLLBACK TO SAVEPOINT a;"
+      "SAVEPOINT c; UPDATE big SET v = 'kept' WHERE id BETWEEN 1000 AND 3000; RELEASE SAVEPOINT c;"
+      "DELETE FROM big WHERE id BETWEEN 5000 AND 5999;"
+      "UPDATE big SET id = id + 100000 WHERE id BETWEEN 1 AND 10;"
+      "COMMIT");
+  ProviderSql("BEGIN; INSERT INTO big SELECT g, 'aborted' FROM generate_series(40000, 59999) g; ROLLBACK");
+  ProviderSql("INSERT INTO big VALUES (0, 'after')");
+  Wait(run.get());
+  ExpectSameContent("big");
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM big WHERE v IN ('rolled back', 'aborted')"), "0");
+  EXPECT_NE(run->Log().find("streamed transaction"), std::string::npos) << run->Log();
+}
+
+TEST_F(Streaming, Kill9WhileATransactionIsSpooled) {
+  auto run = StartRun();
+  Wait(run.get());
+  auto open = ConnectProvider();
+  ASSERT_TRUE(open.Exec("BEGIN").ok());
+  ASSERT_TRUE(open.Exec("INSERT INTO big SELECT g, repeat('y', 100) FROM generate_series(1000, 30999) g").ok());
+  // lorry has spooled part of it (a file in its spool directory).
+  std::string spool = fmt::format("{}/lorry-spool-{}", std::filesystem::temp_directory_path().string(), run->pid());
+  ASSERT_TRUE(Eventually([&] {
+    std::error_code ec;
+    return std::filesystem::exists(spool) && !std::filesystem::is_empty(spool, ec);
+  }, 30)) << run->Log();
+  run->Kill9();
+  ASSERT_TRUE(open.Exec("UPDATE big SET v = 'late' WHERE id BETWEEN 1 AND 20000").ok());
+  ASSERT_TRUE(open.Exec("COMMIT").ok());
+  run = StartRun();
+  Wait(run.get());
+  ExpectSameContent("big");
+  EXPECT_FALSE(std::filesystem::exists(spool)) << "the dead process's spool is removed";
 }
 
 }  // namespace

@@ -142,6 +142,7 @@ Status Applier::CommitGroup() {
   stats_.xacts += group_xacts_;
   stats_.changes += group_changes_;
   last_commit_end_ = group_end_;
+  last_group_end_ = group_end_;
   last_commit_time_ = group_commit_time_;
   group_xacts_ = group_changes_ = 0;
   return Status::Ok();

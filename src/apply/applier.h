@@ -109,6 +109,9 @@ class Applier {
   // True while anything received is not durable on the subscriber.
   bool in_transaction() const { return in_remote_xact_ || in_local_xact_; }
   Lsn last_commit_end() const { return last_commit_end_; }
+  // End LSN of the last group this Applier committed (skipped transactions
+  // do not move it); invalid until one was.
+  Lsn last_group_end() const { return last_group_end_; }
   int64_t last_commit_time() const { return last_commit_time_; }
   const ApplyStats& stats() const { return stats_; }
   void set_stats(const ApplyStats& s) { stats_ = s; }
@@ -196,6 +199,7 @@ class Applier {
   std::string xact_lsn_text_;  // xact_final_lsn_ printed once, for messages
   int64_t xact_commit_time_ = 0;
   Lsn last_commit_end_;
+  Lsn last_group_end_;
   int64_t last_commit_time_ = 0;
   int64_t xact_changes_ = 0;
   // The open group: provider transactions applied, not yet committed.

@@ -19,6 +19,7 @@
 #include "pg/replication_conn.h"
 #include "protocol/pgoutput.h"
 #include "protocol/walsender.h"
+#include "replication/stream_spool.h"
 #include "state/names.h"
 #include "state/state_store.h"
 #include "sync/deferred_indexes.h"
@@ -39,6 +40,9 @@ std::string StreamOptions(int proto_version, const std::vector<std::string>& pub
   // `lorry execute` scripts and captured DDL (apply/lorry_message.h).
   std::string options = fmt::format("proto_version '{}', publication_names '{}'", proto_version, list);
   if (proto_version >= 2) options += ", messages 'true'";
+  // Large transactions arrive while they run (PostgreSQL 14+), instead of
+  // after their commit from the provider's own spill files.
+  if (proto_version >= 2) options += ", streaming 'on'";
   return options;
 }
 
@@ -86,7 +90,7 @@ class Session {
   // Whether this session committed anything on the subscriber (a provider
   // COMMIT handled is not enough: its group may still fail to commit, and a
   // failure that recurs at every attempt must back off).
-  bool made_progress() const { return applier_ && applier_->last_durable_end().valid(); }
+  bool made_progress() const { return applier_ && applier_->last_group_end().valid(); }
   bool apply_failed() const { return apply_failed_; }
   // The stream position when this session stopped (what was received).
   Lsn received() const { return received_; }
@@ -442,7 +446,8 @@ class Session {
         if (auto* x = std::get_if<protocol::XLogData>(&frame)) {
           received_ = std::max(received_, x->wal_end);
           LORRY_ASSIGN_OR_RETURN(auto msg, decoder.Decode(x->data));
-          Status s = applier_->Handle(msg);
+          Status s = decoder.in_stream() || IsStreamControl(msg) ? OnStreamed(decoder, msg, x->data)
+                                                                 : applier_->Handle(msg);
           if (!s.ok()) {
             // A change that cannot be applied (a missing column, a
             // constraint) stops applying but not the daemon: the cause can
@@ -454,6 +459,10 @@ class Session {
           }
           if (auto* c = std::get_if<protocol::CommitMsg>(&msg)) {
             if (skips_.count(c->commit_lsn)) LORRY_RETURN_IF_ERROR(RecordSkip(*c));
+          } else if (auto* sc = std::get_if<protocol::StreamCommitMsg>(&msg)) {
+            if (skips_.count(sc->commit_lsn))
+              LORRY_RETURN_IF_ERROR(
+                  RecordSkip(protocol::CommitMsg{0, sc->commit_lsn, sc->end_lsn, sc->commit_time}));
           }
         } else if (auto* k = std::get_if<protocol::PrimaryKeepalive>(&frame)) {
           received_ = std::max(received_, k->wal_end);
@@ -503,6 +512,55 @@ class Session {
                     {config_.name, c.commit_lsn.ToString(), c.end_lsn.ToString(),
                      fmt::format("{}", static_cast<double>(c.commit_time) / 1e6), changes.dump()})
         .status();
+  static bool IsStreamControl(const protocol::PgOutputMessage& m) {
+    return std::holds_alternative<protocol::StreamStartMsg>(m) || std::holds_alternative<protocol::StreamStopMsg>(m) ||
+           std::holds_alternative<protocol::StreamAbortMsg>(m) || std::holds_alternative<protocol::StreamCommitMsg>(m);
+  }
+
+  // The (sub)transaction an in-stream message belongs to.
+  static Xid XidOf(const protocol::PgOutputMessage& m) {
+    return std::visit(
+        [](const auto& v) -> Xid {
+          if constexpr (requires { v.xid; }) return v.xid;
+          else return 0;
+        },
+        m);
+  }
+
+  // In-progress transactions streamed by the provider: their changes are
+  // spooled to files (replication/stream_spool.h) and applied, as one
+  // ordinary transaction, only at STREAM COMMIT.
+  Status OnStreamed(const protocol::PgOutputDecoder& decoder, const protocol::PgOutputMessage& msg,
+                    std::string_view raw) {
+    if (!spool_) spool_ = std::make_unique<replication::StreamSpool>();
+    if (auto* start = std::get_if<protocol::StreamStartMsg>(&msg)) {
+      if (start->first_segment) return spool_->Abort(start->xid, start->xid);  // begins afresh
+      return Status::Ok();
+    }
+    if (std::holds_alternative<protocol::StreamStopMsg>(msg)) return Status::Ok();
+    if (auto* abort = std::get_if<protocol::StreamAbortMsg>(&msg)) return spool_->Abort(abort->xid, abort->subxid);
+    if (auto* commit = std::get_if<protocol::StreamCommitMsg>(&msg)) return ApplyStreamed(*commit);
+    return spool_->Append(decoder.stream_xid(), XidOf(msg), raw);
+  }
+
+  Status ApplyStreamed(const protocol::StreamCommitMsg& c) {
+    LORRY_RETURN_IF_ERROR(applier_->Handle(protocol::BeginMsg{c.commit_lsn, c.commit_time, c.xid}));
+    // The spooled messages were sent inside stream blocks (they carry an
+    // xid): decode them as such.
+    protocol::PgOutputDecoder replay(proto_version_);
+    std::string start = {'S', static_cast<char>(c.xid >> 24), static_cast<char>(c.xid >> 16),
+                         static_cast<char>(c.xid >> 8), static_cast<char>(c.xid), 1};
+    LORRY_RETURN_IF_ERROR(replay.Decode(start).status());
+    int64_t bytes = spool_->bytes(), messages = 0;
+    LORRY_RETURN_IF_ERROR(spool_->Replay(c.xid, [&](std::string_view raw) -> Status {
+      LORRY_ASSIGN_OR_RETURN(auto m, replay.Decode(raw));
+      messages++;
+      return applier_->Handle(m);
+    }));
+    LORRY_RETURN_IF_ERROR(applier_->Handle(protocol::CommitMsg{0, c.commit_lsn, c.end_lsn, c.commit_time}));
+    spdlog::info("sub={} streamed transaction xid={} committed at {}: {} messages applied from the spool ({} kB)",
+                 config_.name, c.xid, c.commit_lsn.ToString(), messages, (bytes - spool_->bytes()) / 1024);
+    return Status::Ok();
   }
 
   // Invariant: lorry never confirms to the slot more than the subscriber
@@ -553,6 +611,7 @@ class Session {
   pg::ReplicationConn repl_;
   std::unique_ptr<StateStore> state_;
   std::unique_ptr<apply::Applier> applier_;
+  std::unique_ptr<replication::StreamSpool> spool_;  // created at the first streamed transaction
   SubscriptionRow sub_;
   int proto_version_ = 1;
 

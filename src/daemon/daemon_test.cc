@@ -5,12 +5,12 @@
 namespace lorry::daemon {
 namespace {
 
-TEST(StreamOptions, AllPublicationsAndMessagesFromFourteen) {
+TEST(StreamOptions, AllPublicationsAndMessagesAndStreamingFromFourteen) {
   EXPECT_EQ(StreamOptions(1, {"lorry_main", "lorry_main_insert_only"}),
             "proto_version '1', publication_names '\"lorry_main\",\"lorry_main_insert_only\"'");
   EXPECT_EQ(StreamOptions(3, {"lorry_main", "lorry_main_insert_only", "lorry_main_ops_iu"}),
             "proto_version '3', publication_names '\"lorry_main\",\"lorry_main_insert_only\",\"lorry_main_ops_iu\"', "
-            "messages 'true'");
+            "messages 'true', streaming 'on'");
   EXPECT_EQ(ProtocolVersionFor(140005), 2);
 }
 

@@ -252,9 +252,10 @@ class Worker {
             .status()
             .WithContext("importing the slot's exported snapshot"));
     LORRY_ASSIGN_OR_RETURN(subscriber_, pg::PgConn::Connect(plan_.subscriber_conninfo, CopyOptions("subscriber")));
-    // Copy transactions need not wait for their WAL flush: the stream's own
-    // synchronous commits (which follow) flush it, and a copy lost in a
-    // crash is redone because its table is still `copying`.
+    // Copy transactions need not wait for their WAL flush: the table's move
+    // out of `copying` (CompleteTable, a synchronous commit that follows)
+    // flushes it, and a copy lost in a crash is redone because its table is
+    // still `copying`.
     LORRY_RETURN_IF_ERROR(subscriber_.Exec("SET synchronous_commit = off").status());
     if (!subscriber_.Exec("SET session_replication_role = replica").ok())
       spdlog::warn("copy: cannot SET session_replication_role = replica; triggers and foreign keys are checked");
