@@ -318,7 +318,8 @@ class Session {
   Lsn Reportable() const { return std::max(durable_, std::min(Flushed(), persisted_confirmed_)); }
 
   // Apply commits are asynchronous: this flushes the subscriber's WAL up to
-  // the origin's last commit and returns the provider position it carries.
+  // the origin's last commit and returns the provider position it carries
+  // (between heartbeats, when the provider asks for a reply).
   Status UpdateDurable() {
     LORRY_ASSIGN_OR_RETURN(auto v, control_.QueryValue("SELECT pg_replication_origin_progress($1, true)",
                                                        {names_.origin}));
@@ -353,7 +354,9 @@ class Session {
   // Once a second: table states, catch-up hand-over, heartbeat, feedback.
   Status Tick() {
     LORRY_RETURN_IF_ERROR(LoadFilter());
-    LORRY_RETURN_IF_ERROR(UpdateDurable());
+    // The heartbeat below commits synchronously: its WAL flush covers every
+    // apply commit that returned before it (earlier in the WAL).
+    Lsn committed_before_heartbeat = applier_->last_commit_end();
     Lsn flushed = Flushed();
     for (auto& [name, f] : filter_) {
       if (f.state == TableStateKind::kCatchingUp && f.sync_lsn && flushed >= *f.sync_lsn) {
@@ -370,6 +373,7 @@ class Session {
     p.xacts_applied = stats_->xacts;
     p.changes_applied = stats_->changes;
     LORRY_RETURN_IF_ERROR(state_->Heartbeat(p, true));
+    durable_ = std::max(durable_, committed_before_heartbeat);
     if (p.confirmed_lsn) persisted_confirmed_ = std::max(persisted_confirmed_, *p.confirmed_lsn);
     if (Reportable() != last_feedback_lsn_ || Clock::now() - last_feedback_ > std::chrono::seconds(10))
       LORRY_RETURN_IF_ERROR(SendFeedback(false));
