@@ -516,6 +516,8 @@ class Session {
                     {config_.name, c.commit_lsn.ToString(), c.end_lsn.ToString(),
                      fmt::format("{}", static_cast<double>(c.commit_time) / 1e6), changes.dump()})
         .status();
+  }
+
   static bool IsStreamControl(const protocol::PgOutputMessage& m) {
     return std::holds_alternative<protocol::StreamStartMsg>(m) || std::holds_alternative<protocol::StreamStopMsg>(m) ||
            std::holds_alternative<protocol::StreamAbortMsg>(m) || std::holds_alternative<protocol::StreamCommitMsg>(m);
