@@ -7,6 +7,7 @@
 
 #include "catalog/apply_traits.h"
 #include "common/fault.h"
+#include "apply/lorry_message.h"
 #include "common/log.h"
 #include "protocol/walsender.h"
 
@@ -60,7 +61,7 @@ Status Applier::Handle(const protocol::PgOutputMessage& msg) {
         else if constexpr (std::is_same_v<T, protocol::OriginMsg> || std::is_same_v<T, protocol::TypeMsg>)
           return Status::Ok();  // origin: informational; types: we use the text format
         else if constexpr (std::is_same_v<T, protocol::LogicalMessageMsg>)
-          return Status::Ok();  // not requested; harmless if sent
+          return OnMessage(m);
         else
           return Status::Protocol(fmt::format("unexpected {} message: lorry did not ask for streaming or "
                                               "two-phase transactions",
@@ -72,6 +73,7 @@ Status Applier::Handle(const protocol::PgOutputMessage& msg) {
 Status Applier::OnBegin(const protocol::BeginMsg& m) {
   if (in_remote_xact_) return Status::Protocol("BEGIN inside a transaction");
   in_remote_xact_ = true;
+  skip_rest_of_xact_ = false;
   xact_final_lsn_ = m.final_lsn;
   // The commit LSN names the transaction (`lorry skip --lsn` takes it); its
   // commit time helps find it in the provider's logs.
@@ -95,6 +97,7 @@ Status Applier::OnCommit(const protocol::CommitMsg& m) {
     return Status::Protocol(fmt::format("COMMIT at {} does not match BEGIN's final LSN {}", m.commit_lsn.ToString(),
                                         xact_final_lsn_.ToString()));
   in_remote_xact_ = false;
+  skip_rest_of_xact_ = false;
   if (!in_local_xact_) {
     // Nothing of it applied and no group open: nothing to make durable.
     last_commit_end_ = m.end_lsn;
@@ -221,6 +224,7 @@ Result<Applier::Relation*> Applier::Target(Oid relid, const char* op) {
   if (it == relations_.end())
     return Status::Protocol(fmt::format("{} for relation OID {} before its RELATION message", op, relid));
   Relation* rel = &it->second;
+  if (skip_rest_of_xact_) return static_cast<Relation*>(nullptr);
   if (!filter_({rel->remote.nspname, rel->remote.relname}, xact_final_lsn_)) return static_cast<Relation*>(nullptr);
   if (Status s = EnsureLocal(rel); !s.ok()) return s.WithContext(Where(*rel, op, ""));
   LORRY_RETURN_IF_ERROR(EnsureSubscriberTransaction());
@@ -578,6 +582,37 @@ Status Applier::OnTruncate(const protocol::TruncateMsg& m) {
   LORRY_RETURN_IF_ERROR(FlushBatches());
   return pipeline_.SendQuery(BuildTruncate(tables, m.restart_identity(), m.cascade()),
                              fmt::format("apply TRUNCATE lsn={}", xact_final_lsn_.ToString()));
+}
+
+// A lorry message (apply/lorry_message.h) runs its SQL at exactly its point
+// of the provider transaction: every statement queued before it is executed
+// first (the pipeline is flushed), then the SQL runs in the same open
+// subscriber transaction, so it commits (or rolls back) with the changes
+// around it and with the origin's progress.
+Status Applier::OnMessage(const protocol::LogicalMessageMsg& m) {
+  if (subscription_.empty() || !m.transactional() || m.prefix != kLorryMessagePrefix) return Status::Ok();
+  if (!in_remote_xact_) return Status::Protocol("transactional lorry message outside a transaction");
+  LORRY_ASSIGN_OR_RETURN(auto msg, DecodeLorryMessage(m.content));
+  if (!msg.IsFor(subscription_)) return Status::Ok();
+  std::string first_line = msg.sql.substr(0, std::min(msg.sql.find('\n'), size_t{80}));
+  std::string context = fmt::format("run {} SQL from the provider at lsn {} (\"{}\")",
+                                    msg.kind == LorryMessage::Kind::kExecute ? "`lorry execute`" : "captured DDL",
+                                    m.lsn.ToString(), first_line);
+  // Flush: everything queued before the message executes before its SQL.
+  LORRY_RETURN_IF_ERROR(EnsureSubscriberTransaction());
+  LORRY_RETURN_IF_ERROR(FlushBatches());
+  LORRY_RETURN_IF_ERROR(pipeline_.Sync());
+  LORRY_RETURN_IF_ERROR(RunLorryMessage(*conn_, subscription_, msg).WithContext(context));
+  // The subscriber's tables may have changed: their columns are read again
+  // and statements prepared anew.
+  for (auto& [relid, rel] : relations_) rel.local.reset();
+  LORRY_RETURN_IF_ERROR(conn_->Exec("DEALLOCATE ALL").status());
+  statements_.clear();
+  xact_changes_++;
+  skip_rest_of_xact_ = msg.skips_rest_of_transaction();
+  spdlog::info("sub={} ran {} lsn={}", subscription_,
+               msg.kind == LorryMessage::Kind::kExecute ? "execute script" : "captured DDL", m.lsn.ToString());
+  return Status::Ok();
 }
 
 }  // namespace lorry::apply

@@ -77,6 +77,11 @@ class Applier {
   // Binds the session to the replication origin. Call once per connection.
   Status Setup();
 
+  // Runs lorry's logical messages addressed to `subscription` (`lorry
+  // execute`, captured DDL: apply/lorry_message.h); without this call, as
+  // for any other message, they are ignored.
+  void EnableLorryMessages(std::string subscription) { subscription_ = std::move(subscription); }
+
   // Applies one decoded message. Errors carry the table, key and LSN.
   Status Handle(const protocol::PgOutputMessage& msg);
 
@@ -140,6 +145,7 @@ class Applier {
   Status OnUpdate(const protocol::UpdateMsg& m);
   Status OnDelete(const protocol::DeleteMsg& m);
   Status OnTruncate(const protocol::TruncateMsg& m);
+  Status OnMessage(const protocol::LogicalMessageMsg& m);
 
   // The relation for relid if its changes are applied in this transaction,
   // nullptr if they are skipped.
@@ -193,6 +199,10 @@ class Applier {
   std::unordered_map<std::string, std::string> statements_;  // cache key -> prepared name
   int next_statement_ = 0;
 
+  std::string subscription_;       // lorry messages for it are run (EnableLorryMessages)
+  // An `execute` script ran on the subscriber: the rest of its provider
+  // transaction (the script's own row changes) is not applied again.
+  bool skip_rest_of_xact_ = false;
   bool in_remote_xact_ = false;   // between BEGIN and COMMIT of the stream
   bool in_local_xact_ = false;    // a subscriber transaction is open
   Lsn xact_final_lsn_;

@@ -56,6 +56,7 @@ int Main(int argc, char** argv) {
   RegisterWait(app, g, action);
   RegisterStatus(app, g, action);
   RegisterDrop(app, g, action);
+  RegisterExecute(app, g, action);
   RegisterDemo(app, g, action);
   RegisterDecode(app, g, action);
   RegisterSchema(app, g, action);

@@ -22,6 +22,9 @@ int WithConfig(const GlobalOptions& g, F body) {
 void RegisterInit(CLI::App& app, GlobalOptions& g, Action& action) {
   auto* cmd = app.add_subcommand("init", "check both servers and install lorry's objects");
   auto opts = std::make_shared<admin::InitOptions>();
+  cmd->add_flag("--capture-ddl", opts->capture_ddl,
+                "install an event trigger on the provider that sends DDL on replicated tables to the subscriber "
+                "(superuser, PostgreSQL 14+)");
   cmd->callback([&, opts] {
     action = [&, opts] { return WithConfig(g, [&](const Config& c) { return admin::Init(c, *opts, std::cout); }); };
   });

@@ -396,6 +396,7 @@ class Session {
                    "an apply error",
                    config_.name, careful_until_.ToString());
     }
+    if (proto_version_ >= 2) applier_->EnableLorryMessages(config_.name);
     LORRY_RETURN_IF_ERROR(applier_->Setup());
     LORRY_ASSIGN_OR_RETURN(auto origin_lsn,
                            apply_conn_.QueryValue("SELECT pg_replication_origin_progress($1, true)", {names_.origin}));

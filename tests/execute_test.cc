@@ -1,0 +1,172 @@
+// `lorry execute` and DDL capture (`lorry init --capture-ddl`): SQL run on
+// the provider reaches the subscriber at exactly its point of the stream,
+// while rows are being written, once (never twice).
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+namespace lorry::test {
+namespace {
+
+class Execute : public TwoClusters {
+ protected:
+  void TearDown() override {
+    for (const auto& p : files_) std::remove(p.c_str());
+    TwoClusters::TearDown();
+  }
+  std::string Script(const std::string& sql) {
+    std::string path = fmt::format("/tmp/lorry-execute-test-{}-{}.sql", getpid(), files_.size());
+    std::ofstream(path) << sql;
+    files_.push_back(path);
+    return path;
+  }
+  void Wait(LorryProcess* run) {
+    auto w = RunLorry(Args({"wait", "--timeout", "120"}), 150);
+    ASSERT_EQ(w.exit_code, 0) << w.all() << "\n--- lorry run log:\n" << run->Log();
+  }
+  // Inserts rows into `table` from another session until stopped; `with_extra`
+  // switches it to also fill the column the test adds.
+  struct Writer {
+    std::atomic<bool> stop{false};
+    std::atomic<bool> with_extra{false};
+    std::atomic<int> rows{0};
+    std::thread thread;
+    void Start(const std::string& conninfo) {
+      thread = std::thread([this, conninfo] {
+        auto c = pg::PgConn::Connect(conninfo, {{}, "provider"});
+        int id = 100000;
+        while (c.ok() && !stop.load()) {
+          ++id;
+          bool extra = with_extra.load();
+          auto r = extra ? c->Exec(fmt::format("INSERT INTO t (id, v, extra) VALUES ({}, 'w', {})", id, id % 5))
+                         : c->Exec(fmt::format("INSERT INTO t (id, v) VALUES ({}, 'w')", id));
+          if (r.ok()) rows++;
+        }
+      });
+    }
+    void Stop() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  };
+  std::vector<std::string> files_;
+};
+
+TEST_F(Execute, AddColumnWhileRowsAreWrittenThenRowsWithTheNewColumn) {
+  BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+  ProviderSql("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g");
+  ASSERT_EQ(RunLorry(Args({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(Args({"add", "t"})).exit_code, 0);
+  LorryProcess run(Args({"run"}));
+  Wait(&run);
+
+  Writer writer;
+  writer.Start(Provider());
+  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > 50; }, 30));
+  // The script's own row changes are made on the subscriber by the script
+  // itself, and not applied a second time from the stream.
+  auto ex = RunLorry(Args({"execute", Script("ALTER TABLE t ADD COLUMN extra int DEFAULT 7;\n"
+                                             "UPDATE t SET v = 'script ' || id WHERE id <= 10;\n"
+                                             "INSERT INTO t (id, v, extra) VALUES (0, 'inserted by the script', 1);")}));
+  ASSERT_EQ(ex.exit_code, 0) << ex.all();
+  EXPECT_NE(ex.out.find("the subscriber runs it"), std::string::npos) << ex.out;
+  writer.with_extra = true;
+  int before = writer.rows.load();
+  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > before + 50; }, 30));
+  writer.Stop();
+  Wait(&run);
+  ExpectSameContent("t");
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM t WHERE extra IS NOT NULL AND extra <> 7"),
+            ProviderValue("SELECT count(*) FROM t WHERE extra IS NOT NULL AND extra <> 7"));
+  EXPECT_NE(SubscriberValue("SELECT count(*) FROM t WHERE extra <> 7"), "0");
+  EXPECT_NE(run.Log().find("ran execute script"), std::string::npos) << run.Log();
+  EXPECT_EQ(run.Terminate(), 0) << run.Log();
+}
+
+TEST_F(Execute, AddsTheTablesTheScriptCreates) {
+  BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+  ASSERT_EQ(RunLorry(Args({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(Args({"add", "t"})).exit_code, 0);
+  // No slot yet: nothing would carry the script.
+  auto early = RunLorry(Args({"execute", Script("CREATE TABLE n (id int PRIMARY KEY)")}));
+  EXPECT_EQ(early.exit_code, 2) << early.all();
+  EXPECT_NE(early.err.find("start `lorry run` once"), std::string::npos) << early.err;
+  EXPECT_EQ(ProviderValue("SELECT to_regclass('n') IS NULL"), "t");
+
+  LorryProcess run(Args({"run"}));
+  Wait(&run);
+  auto ex = RunLorry(Args({"execute", "--add", "n",
+                           Script("CREATE TABLE n (id int PRIMARY KEY, label text);\n"
+                                  "INSERT INTO n SELECT g, 'first ' || g FROM generate_series(1, 20) g;")}));
+  ASSERT_EQ(ex.exit_code, 0) << ex.all();
+  ProviderSql("INSERT INTO n VALUES (21, 'after')");
+  ProviderSql("UPDATE n SET label = 'changed' WHERE id = 1");
+  Wait(&run);
+  ExpectSameContent("n");
+  EXPECT_EQ(SubscriberValue("SELECT state FROM lorry.tables WHERE relname = 'n'"), "ready");
+
+  // A failing script commits nothing; transaction control is refused.
+  auto bad = RunLorry(Args({"execute", Script("ALTER TABLE t ADD COLUMN x int; SELECT 1/0;")}));
+  EXPECT_EQ(bad.exit_code, 3) << bad.all();
+  EXPECT_NE(bad.err.find("nothing was committed"), std::string::npos) << bad.err;
+  bad = RunLorry(Args({"execute", Script("ALTER TABLE t ADD COLUMN x int; COMMIT;")}));
+  EXPECT_EQ(bad.exit_code, 2) << bad.all();
+  EXPECT_EQ(ProviderValue("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'x'"), "0");
+  ProviderSql("INSERT INTO t VALUES (1, 'still replicating')");
+  Wait(&run);
+  ExpectSameContent("t");
+  EXPECT_EQ(run.Terminate(), 0) << run.Log();
+}
+
+TEST_F(Execute, CapturedDdlAddColumnAndCreateIndex) {
+  BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+  BothSql("CREATE TABLE other (id int PRIMARY KEY)");  // not replicated: its DDL stays on the provider
+  ProviderSql("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g");
+  auto init = RunLorry(Args({"init", "--capture-ddl"}));
+  ASSERT_EQ(init.exit_code, 0) << init.all();
+  EXPECT_NE(init.out.find("event trigger lorry_capture_ddl"), std::string::npos) << init.out;
+  ASSERT_EQ(RunLorry(Args({"add", "t"})).exit_code, 0);
+  LorryProcess run(Args({"run"}));
+  Wait(&run);
+
+  Writer writer;
+  writer.Start(Provider());
+  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > 50; }, 30));
+  ProviderSql("ALTER TABLE t ADD COLUMN extra int");
+  writer.with_extra = true;
+  ProviderSql("CREATE INDEX t_extra_idx ON t (extra)");
+  ProviderSql("CREATE INDEX CONCURRENTLY t_v_idx ON t (v)");
+  ProviderSql("ALTER TABLE other ADD COLUMN only_here int");
+  int before = writer.rows.load();
+  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > before + 50; }, 30));
+  writer.Stop();
+  Wait(&run);
+  ExpectSameContent("t");
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM pg_indexes WHERE tablename = 't' AND indexname IN "
+                            "('t_extra_idx', 't_v_idx')"),
+            "2");
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM pg_attribute WHERE attrelid = 'other'::regclass AND "
+                            "attname = 'only_here'"),
+            "0");
+
+  // DDL sent by `lorry execute` is not captured a second time.
+  auto ex = RunLorry(Args({"execute", Script("ALTER TABLE t ADD COLUMN by_execute int")}));
+  ASSERT_EQ(ex.exit_code, 0) << ex.all();
+  ProviderSql("INSERT INTO t (id, v, by_execute) VALUES (-1, 'x', 1)");
+  Wait(&run);
+  ExpectSameContent("t");
+  EXPECT_EQ(run.Terminate(), 0) << run.Log();
+
+  auto drop = RunLorry(Args({"drop"}));
+  EXPECT_EQ(drop.exit_code, 0) << drop.all();
+  EXPECT_EQ(ProviderValue("SELECT count(*) FROM pg_event_trigger WHERE evtname = 'lorry_capture_ddl'"), "0");
+  EXPECT_EQ(ProviderValue("SELECT to_regnamespace('lorry_ddl') IS NULL"), "t");
+}
+
+}  // namespace
+}  // namespace lorry::test
