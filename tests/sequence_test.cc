@@ -83,6 +83,12 @@ TEST_F(Sequences, OwnedAndAddedCopiedKeptCurrentNeverBackwards) {
   ExpectSameContent("s");
   ExpectSameContent("i");
   EXPECT_EQ(run.Terminate(), 0) << run.Log();
+
+  auto removed = RunLorry(Args({"remove", "--sequence", "standalone"}));
+  EXPECT_EQ(removed.exit_code, 0) << removed.all();
+  EXPECT_NE(removed.out.find("removed sequence public.standalone"), std::string::npos) << removed.out;
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM lorry.sequences"), "1");
+  EXPECT_EQ(RunLorry(Args({"remove", "--sequence", "s_id_seq"})).exit_code, 2);  // owned: follows its table
 }
 
 }  // namespace

@@ -41,6 +41,8 @@ struct AddOptions {
 };
 Status Add(const Config& config, const AddOptions& options, std::ostream& out);
 Status Remove(const Config& config, const std::vector<std::string>& tables, std::ostream& out);
+// `remove --sequence NAME`: stops syncing sequences added with `add --sequence`.
+Status RemoveSequences(const Config& config, const std::vector<std::string>& sequences, std::ostream& out);
 
 Status ShowStatus(const Config& config, bool json, std::ostream& out);
 Status ShowTables(const Config& config, bool json, std::ostream& out);

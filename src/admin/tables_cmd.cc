@@ -585,4 +585,43 @@ Status Remove(const Config& config, const std::vector<std::string>& tables, std:
   return Status::Ok();
 }
 
+Status RemoveSequences(const Config& config, const std::vector<std::string>& sequences, std::ostream& out) {
+  auto names = SubscriptionNames::For(config.name);
+  LORRY_ASSIGN_OR_RETURN(auto subscriber, ConnectSubscriber(config));
+  LORRY_ASSIGN_OR_RETURN(bool installed, StateStore(&subscriber, names.name).IsInstalled());
+  if (!installed) return NotInitialised(names.name);
+  // Matched by name, not looked up: the sequence may be gone on either side.
+  std::vector<pg::QualifiedName> found;
+  std::vector<std::string> problems;
+  for (const auto& text : sequences) {
+    auto name = pg::ParseQualifiedName(text);
+    if (!name.ok()) {
+      problems.push_back(name.status().message());
+      continue;
+    }
+    LORRY_ASSIGN_OR_RETURN(auto r, subscriber.ExecParams("SELECT nspname, relname FROM lorry.sequences WHERE "
+                                                         "subscription = $1 AND relname = $2 AND "
+                                                         "($3::text IS NULL OR nspname = $3)",
+                                                         {names.name, name->name,
+                                                          name->schema.empty() ? pg::Param() : pg::Param(name->schema)}));
+    if (r.rows() != 1) {
+      problems.push_back(fmt::format("sequence {} {}", name->Display(),
+                                     r.rows() == 0 ? "was not added with `lorry add --sequence`"
+                                                   : "is ambiguous: qualify it with its schema"));
+      continue;
+    }
+    found.push_back({std::string(r.Get(0, 0)), std::string(r.Get(0, 1))});
+  }
+  if (!problems.empty()) return Refusal("remove", "removed", problems);
+  for (const auto& q : found) {
+    LORRY_RETURN_IF_ERROR(subscriber
+                              .ExecParams("DELETE FROM lorry.sequences WHERE subscription = $1 AND nspname = $2 AND "
+                                          "relname = $3",
+                                          {names.name, q.schema, q.name})
+                              .status());
+    out << fmt::format("removed sequence {} (its value stays on the subscriber)", q.Display()) << "\n";
+  }
+  return Status::Ok();
+}
+
 }  // namespace lorry::admin

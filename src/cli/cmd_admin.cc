@@ -56,10 +56,18 @@ void RegisterAdd(CLI::App& app, GlobalOptions& g, Action& action) {
 void RegisterRemove(CLI::App& app, GlobalOptions& g, Action& action) {
   auto* cmd = app.add_subcommand("remove", "stop replicating tables (their data stays on the subscriber)");
   auto tables = std::make_shared<std::vector<std::string>>();
-  cmd->add_option("tables", *tables, "tables")->required();
-  cmd->callback([&, tables] {
-    action = [&, tables] {
-      return WithConfig(g, [&](const Config& c) { return admin::Remove(c, *tables, std::cout); });
+  auto sequences = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("tables", *tables, "tables");
+  cmd->add_option("--sequence", *sequences, "stop syncing this sequence, added with add --sequence (repeatable)");
+  cmd->callback([&, tables, sequences] {
+    action = [&, tables, sequences] {
+      return WithConfig(g, [&](const Config& c) {
+        if (!sequences->empty()) {
+          Status s = admin::RemoveSequences(c, *sequences, std::cout);
+          if (!s.ok() || tables->empty()) return s;
+        }
+        return admin::Remove(c, *tables, std::cout);
+      });
     };
   });
 }
