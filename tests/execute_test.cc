@@ -162,6 +162,14 @@ TEST_F(Execute, CapturedDdlAddColumnAndCreateIndex) {
                             "attname = 'only_here'"),
             "0");
 
+  // lorry's own publication DDL (add, a new ops publication) is not sent.
+  BothSql("CREATE TABLE t2 (id int PRIMARY KEY)");
+  auto add2 = RunLorry(Args({"add", "t2", "--ops", "insert"}));
+  ASSERT_EQ(add2.exit_code, 0) << add2.all();
+  ProviderSql("INSERT INTO t2 VALUES (1)");
+  Wait(&run);
+  ExpectSameContent("t2");
+
   // DDL sent by `lorry execute` is not captured a second time.
   auto ex = RunLorry(Args({"execute", Script("ALTER TABLE t ADD COLUMN by_execute int")}));
   ASSERT_EQ(ex.exit_code, 0) << ex.all();
