@@ -184,6 +184,34 @@ TEST_F(Execute, CapturedDdlAddColumnAndCreateIndex) {
   EXPECT_EQ(ProviderValue("SELECT to_regnamespace('lorry_ddl') IS NULL"), "t");
 }
 
+TEST_F(Execute, ScriptFailingOnTheSubscriberStopsApplyingUntilSkipped) {
+  REQUIRE_PROVIDER_14();
+  BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+  ProviderSql("CREATE TABLE provider_only (id int)");
+  ASSERT_EQ(RunLorry(Args({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(Args({"add", "t"})).exit_code, 0);
+  LorryProcess run(Args({"run"}));
+  Wait(&run);
+  auto ex = RunLorry(Args({"execute", Script("ALTER TABLE provider_only ADD COLUMN x int")}));
+  ASSERT_EQ(ex.exit_code, 0) << ex.all();
+  ProviderSql("INSERT INTO t VALUES (1, 'after the script')");
+  std::string error;
+  ASSERT_TRUE(Eventually([&] {
+    error = SubscriberValue("SELECT coalesce(last_error, '') FROM lorry.subscriptions");
+    return error.find("lorry skip --lsn") != std::string::npos;
+  }, 30)) << error << run.Log();
+  EXPECT_NE(error.find("`lorry execute` SQL"), std::string::npos) << error;
+  EXPECT_NE(error.find("provider_only"), std::string::npos) << error;
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM t"), "0");
+  std::string lsn = error.substr(error.find("lorry skip --lsn ") + 17);
+  lsn = lsn.substr(0, lsn.find_first_of(" ;\n"));
+  auto skip = RunLorry(Args({"skip", "--lsn", lsn}));
+  ASSERT_EQ(skip.exit_code, 0) << skip.all();
+  Wait(&run);
+  ExpectSameContent("t");
+  EXPECT_EQ(run.Terminate(), 0) << run.Log();
+}
+
 TEST_F(Execute, OlderProviderSaysItNeedsFourteen) {
   if (Major() >= 14) GTEST_SKIP() << "for providers before PostgreSQL 14 (make test-pg MAJOR=13)";
   BothSql("CREATE TABLE t (id int PRIMARY KEY)");

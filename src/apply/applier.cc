@@ -594,10 +594,12 @@ Status Applier::OnMessage(const protocol::LogicalMessageMsg& m) {
   if (!in_remote_xact_) return Status::Protocol("transactional lorry message outside a transaction");
   LORRY_ASSIGN_OR_RETURN(auto msg, DecodeLorryMessage(m.content));
   if (!msg.IsFor(subscription_)) return Status::Ok();
+  if (message_skipped_ && message_skipped_(xact_final_lsn_)) return Status::Ok();
   std::string first_line = msg.sql.substr(0, std::min(msg.sql.find('\n'), size_t{80}));
-  std::string context = fmt::format("run {} SQL from the provider at lsn {} (\"{}\")",
+  // lsn= is the transaction's commit LSN, as in every apply error (`lorry skip --lsn`).
+  std::string context = fmt::format("run {} SQL from the provider lsn={} message_lsn={} (\"{}\")",
                                     msg.kind == LorryMessage::Kind::kExecute ? "`lorry execute`" : "captured DDL",
-                                    m.lsn.ToString(), first_line);
+                                    xact_lsn_text_, m.lsn.ToString(), first_line);
   // Flush: everything queued before the message executes before its SQL.
   LORRY_RETURN_IF_ERROR(EnsureSubscriberTransaction());
   LORRY_RETURN_IF_ERROR(FlushBatches());

@@ -80,7 +80,12 @@ class Applier {
   // Runs lorry's logical messages addressed to `subscription` (`lorry
   // execute`, captured DDL: apply/lorry_message.h); without this call, as
   // for any other message, they are ignored.
-  void EnableLorryMessages(std::string subscription) { subscription_ = std::move(subscription); }
+  // `skipped(final_lsn)`: the provider transaction is skipped on purpose
+  // (`lorry skip`), its message too.
+  void EnableLorryMessages(std::string subscription, std::function<bool(Lsn final_lsn)> skipped) {
+    subscription_ = std::move(subscription);
+    message_skipped_ = std::move(skipped);
+  }
 
   // Applies one decoded message. Errors carry the table, key and LSN.
   Status Handle(const protocol::PgOutputMessage& msg);
@@ -200,6 +205,7 @@ class Applier {
   int next_statement_ = 0;
 
   std::string subscription_;       // lorry messages for it are run (EnableLorryMessages)
+  std::function<bool(Lsn)> message_skipped_;
   // An `execute` script ran on the subscriber: the rest of its provider
   // transaction (the script's own row changes) is not applied again.
   bool skip_rest_of_xact_ = false;

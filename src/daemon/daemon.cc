@@ -396,7 +396,8 @@ class Session {
                    "an apply error",
                    config_.name, careful_until_.ToString());
     }
-    if (proto_version_ >= 2) applier_->EnableLorryMessages(config_.name);
+    if (proto_version_ >= 2)
+      applier_->EnableLorryMessages(config_.name, [this](Lsn final_lsn) { return skips_.count(final_lsn) > 0; });
     LORRY_RETURN_IF_ERROR(applier_->Setup());
     LORRY_ASSIGN_OR_RETURN(auto origin_lsn,
                            apply_conn_.QueryValue("SELECT pg_replication_origin_progress($1, true)", {names_.origin}));
