@@ -125,6 +125,8 @@ class Applier {
   int64_t last_commit_time() const { return last_commit_time_; }
   const ApplyStats& stats() const { return stats_; }
   void set_stats(const ApplyStats& s) { stats_ = s; }
+  // Takes effect from the next transaction (a reload may change them).
+  void set_group_limits(GroupLimits limits) { limits_ = limits; }
 
  private:
   enum class Batching { kNone, kInsertRuns, kCollapse };

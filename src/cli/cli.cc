@@ -19,6 +19,7 @@ Result<Config> ResolveConfig(const GlobalOptions& g) {
   if (!g.subscriber.empty()) config.subscriber = g.subscriber;
   if (!g.name.empty()) config.name = g.name;
   if (!g.log_level.empty()) config.log_level = g.log_level;
+  if (!g.log_format.empty()) config.log_format = g.log_format;
   LORRY_RETURN_IF_ERROR(ValidateConfig(config));
   if (config.provider.empty() && config.subscriber.empty())
     return Status::Usage(fmt::format(
@@ -46,6 +47,8 @@ int Main(int argc, char** argv) {
   opts->add_option("--subscriber", g.subscriber, "subscriber connection string");
   opts->add_option("--name", g.name, "subscription name (default main)");
   opts->add_option("--log-level", g.log_level, "trace, debug, info, warn or error");
+  opts->add_option("--log-format", g.log_format, "text (key=value lines) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
   app.fallthrough();
 
   Action action;
@@ -68,6 +71,7 @@ int Main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   SetupLogging(g.log_level.empty() ? "info" : g.log_level);
+  if (!g.log_format.empty()) SetLogFormat(g.log_format);
   if (!action) return 2;
   return action();
 }

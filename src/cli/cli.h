@@ -20,6 +20,7 @@ struct GlobalOptions {
   std::string subscriber;
   std::string name;
   std::string log_level;
+  std::string log_format;
   bool json = false;
 };
 

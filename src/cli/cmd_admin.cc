@@ -1,8 +1,12 @@
 // Subcommands init, add, remove, wait, status, tables, execute and drop: option
 // parsing only; the work is in admin/.
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <iostream>
 
 #include "admin/admin.h"
+#include "admin/watch.h"
 #include "cli/cli.h"
 #include "common/log.h"
 
@@ -15,6 +19,7 @@ int WithConfig(const GlobalOptions& g, F body) {
   auto config = ResolveConfig(g);
   if (!config.ok()) return Finish(config.status());
   SetLogLevel(config->log_level);
+  SetLogFormat(config->log_format);
   return Finish(body(*config));
 }
 }  // namespace
@@ -84,13 +89,30 @@ void RegisterWait(CLI::App& app, GlobalOptions& g, Action& action) {
 }
 
 void RegisterStatus(CLI::App& app, GlobalOptions& g, Action& action) {
+  auto watch = std::make_shared<bool>(false);
+  auto watch_opts = std::make_shared<admin::WatchOptions>();
   for (const char* name : {"status", "tables"}) {
     bool is_status = std::string(name) == "status";
     auto* cmd = app.add_subcommand(name, is_status ? "lag, throughput and table states" : "per-table state");
     cmd->add_flag("--json", g.json, "machine-readable output");
-    cmd->callback([&, is_status] {
-      action = [&, is_status] {
+    if (is_status) {
+      cmd->add_flag("--watch,-w", *watch, "redraw a compact view every --interval seconds (Ctrl-C stops)");
+      cmd->add_option("--interval", watch_opts->interval_seconds, "with --watch: seconds between frames (default 1)")
+          ->check(CLI::Range(0.1, 3600.0));
+      cmd->add_option("--count", watch_opts->count, "with --watch: stop after this many frames (default: never)")
+          ->check(CLI::NonNegativeNumber);
+    }
+    cmd->callback([&, is_status, watch, watch_opts] {
+      action = [&, is_status, watch, watch_opts] {
         return WithConfig(g, [&](const Config& c) {
+          if (is_status && *watch) {
+            static const std::atomic<bool> never{false};
+            watch_opts->terminal = isatty(STDOUT_FILENO) == 1;
+            winsize ws{};
+            if (watch_opts->terminal && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20)
+              watch_opts->width = ws.ws_col;
+            return admin::Watch(c, *watch_opts, never, std::cout);
+          }
           return is_status ? admin::ShowStatus(c, g.json, std::cout) : admin::ShowTables(c, g.json, std::cout);
         });
       };

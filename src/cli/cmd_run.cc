@@ -1,42 +1,65 @@
-// Subcommand run: the replication daemon. SIGINT/SIGTERM stop it cleanly.
+// Subcommand run: the replication daemon. SIGINT/SIGTERM stop it cleanly;
+// SIGHUP reloads the configuration (daemon/service.h says what changes live).
 #include <csignal>
 #include <iostream>
 
 #include "cli/cli.h"
 #include "common/log.h"
-#include "daemon/daemon.h"
+#include "daemon/service.h"
 
 namespace lorry::cli {
 
 namespace {
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 extern "C" void OnStopSignal(int) { g_stop.store(true); }
+extern "C" void OnReloadSignal(int) { g_reload.store(true); }
+
+void Handle(int signal, void (*handler)(int), int flags) {
+  struct sigaction sa {};
+  sa.sa_handler = handler;
+  sa.sa_flags = flags;
+  sigemptyset(&sa.sa_mask);
+  sigaction(signal, &sa, nullptr);
+}
 }  // namespace
 
 void RegisterRun(CLI::App& app, GlobalOptions& g, Action& action) {
   auto* cmd = app.add_subcommand("run", "the replication daemon: copy, catch up, stream");
-  auto opts = std::make_shared<daemon::RunOptions>();
-  cmd->add_option("--jobs,-j", opts->jobs, "parallel copy connections (default: config copy.jobs)");
+  auto opts = std::make_shared<daemon::ServeOptions>();
+  cmd->add_option("--jobs,-j", opts->run.jobs, "parallel copy connections (default: config copy.jobs)");
   auto timeouts = std::make_shared<std::pair<double, double>>(0, 0);
   cmd->add_option("--takeover-timeout", timeouts->first,
                   "seconds before a standby takes over from a silent active run (default: config run.takeover_timeout)");
   cmd->add_option("--network-timeout", timeouts->second,
                   "seconds of silence before a connection counts as dead (default: config run.network_timeout)");
-  cmd->callback([&, opts, timeouts] {
-    action = [&, opts, timeouts] {
-      auto config = ResolveConfig(g);
+  auto metrics_addr = std::make_shared<std::string>();
+  cmd->add_option("--metrics-addr", *metrics_addr,
+                  "serve Prometheus /metrics and /healthz on HOST:PORT (default: config metrics.addr; none)");
+  cmd->callback([&, opts, timeouts, metrics_addr] {
+    action = [&, opts, timeouts, metrics_addr] {
+      // The file, then the flags: also what a reload (SIGHUP) reads.
+      auto load = [&g, timeouts, metrics_addr]() -> Result<Config> {
+        LORRY_ASSIGN_OR_RETURN(auto c, ResolveConfig(g));
+        if (timeouts->first > 0) c.run.takeover_timeout = timeouts->first;
+        if (timeouts->second > 0) c.run.network_timeout = timeouts->second;
+        if (!metrics_addr->empty()) {
+          LORRY_RETURN_IF_ERROR(CheckListenAddress(*metrics_addr, "--metrics-addr"));
+          c.metrics.addr = *metrics_addr;
+        }
+        LORRY_RETURN_IF_ERROR(ValidateConfig(c));
+        return c;
+      };
+      auto config = load();
       if (!config.ok()) return Finish(config.status());
-      if (timeouts->first > 0) config->run.takeover_timeout = timeouts->first;
-      if (timeouts->second > 0) config->run.network_timeout = timeouts->second;
-      if (Status v = ValidateConfig(*config); !v.ok()) return Finish(v);
       SetLogLevel(config->log_level);
-      struct sigaction sa {};
-      sa.sa_handler = OnStopSignal;
-      sigemptyset(&sa.sa_mask);
-      sigaction(SIGINT, &sa, nullptr);
-      sigaction(SIGTERM, &sa, nullptr);
+      SetLogFormat(config->log_format);
+      opts->load_config = load;
+      Handle(SIGINT, OnStopSignal, 0);
+      Handle(SIGTERM, OnStopSignal, 0);
+      Handle(SIGHUP, OnReloadSignal, SA_RESTART);
       std::signal(SIGPIPE, SIG_IGN);
-      return Finish(daemon::Run(*config, *opts, g_stop));
+      return Finish(daemon::Serve(*config, *opts, g_stop, g_reload));
     };
   });
 }

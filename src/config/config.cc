@@ -106,6 +106,11 @@ Status CheckName(std::string_view name) {
       kMaxNameLength, DescribeString(name)));
 }
 
+Status CheckLogFormat(std::string_view format) {
+  if (format == "text" || format == "json") return Status::Ok();
+  return Status::Usage(fmt::format("log_format: expected text or json, got {}", DescribeString(format)));
+}
+
 Status CheckLogLevel(std::string_view level) {
   for (std::string_view l : kLogLevels)
     if (l == level) return Status::Ok();
@@ -131,6 +136,11 @@ class Parser {
       } else if (key == "log_level") {
         LORRY_ASSIGN_OR_RETURN(c->log_level, ReadString(v, "log_level"));
         LORRY_RETURN_IF_ERROR(At(CheckLogLevel(c->log_level), v));
+      } else if (key == "log_format") {
+        LORRY_ASSIGN_OR_RETURN(c->log_format, ReadString(v, "log_format"));
+        LORRY_RETURN_IF_ERROR(At(CheckLogFormat(c->log_format), v));
+      } else if (key == "metrics") {
+        LORRY_RETURN_IF_ERROR(ParseMetrics(v, &c->metrics));
       } else if (key == "copy") {
         LORRY_RETURN_IF_ERROR(ParseCopy(v, &c->copy));
       } else if (key == "apply") {
@@ -138,7 +148,8 @@ class Parser {
       } else if (key == "run") {
         LORRY_RETURN_IF_ERROR(ParseRun(v, &c->run));
       } else {
-        return Unknown(key, "", k.source(), v, "name, provider, subscriber, log_level, [copy], [apply], [run]");
+        return Unknown(key, "", k.source(), v,
+                       "name, provider, subscriber, log_level, log_format, [copy], [apply], [run], [metrics]");
       }
     }
     return Status::Ok();
@@ -161,6 +172,19 @@ class Parser {
       } else {
         return Unknown(k.str(), "copy", k.source(), v,
                        "jobs, index_jobs, split_tables_larger_than, maintenance_work_mem");
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status ParseMetrics(const toml::node& node, MetricsConfig* metrics) {
+    if (!node.is_table()) return TypeError("metrics", "a table ([metrics])", node);
+    for (auto&& [k, v] : *node.as_table()) {
+      if (k.str() == "addr") {
+        LORRY_ASSIGN_OR_RETURN(metrics->addr, ReadString(v, "metrics.addr"));
+        LORRY_RETURN_IF_ERROR(At(CheckListenAddress(metrics->addr, "metrics.addr"), v));
+      } else {
+        return Unknown(k.str(), "metrics", k.source(), v, "addr");
       }
     }
     return Status::Ok();
@@ -294,6 +318,8 @@ Result<Config> LoadConfigFile(const std::string& path) {
 Status ValidateConfig(const Config& c) {
   LORRY_RETURN_IF_ERROR(CheckName(c.name));
   LORRY_RETURN_IF_ERROR(CheckLogLevel(c.log_level));
+  LORRY_RETURN_IF_ERROR(CheckLogFormat(c.log_format));
+  if (!c.metrics.addr.empty()) LORRY_RETURN_IF_ERROR(CheckListenAddress(c.metrics.addr, "metrics.addr"));
   LORRY_RETURN_IF_ERROR(CheckInt(kJobs, c.copy.jobs));
   LORRY_RETURN_IF_ERROR(CheckInt(kIndexJobs, c.copy.index_jobs));
   if (c.copy.split_tables_larger_than < 1)
@@ -309,6 +335,27 @@ Status ValidateConfig(const Config& c) {
   LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.provider, "provider"));
   LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.subscriber, "subscriber"));
   return Status::Ok();
+}
+
+Status CheckListenAddress(std::string_view addr, std::string_view key) {
+  size_t colon = addr.rfind(':');
+  bool ok = colon != std::string_view::npos;
+  std::string_view host = ok ? addr.substr(0, colon) : "";
+  std::string_view port = ok ? addr.substr(colon + 1) : "";
+  int64_t number = 0;
+  ok = ok && !port.empty() && port.size() <= 5;
+  for (char c : port) {
+    ok = ok && c >= '0' && c <= '9';
+    number = number * 10 + (c - '0');
+  }
+  ok = ok && number <= 65535;  // 0: a free port, picked when binding
+  if (ok && host.find(':') != std::string_view::npos)  // IPv6 must be bracketed
+    ok = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  for (char c : host) ok = ok && c != ' ' && c != '/';
+  if (ok) return Status::Ok();
+  return Status::Usage(fmt::format(
+      "{}: expected HOST:PORT such as \"127.0.0.1:9187\", \"[::1]:9187\" or \":9187\" (every interface), got {}",
+      key, DescribeString(addr)));
 }
 
 std::optional<int64_t> ParseByteSize(std::string_view text) {

@@ -23,6 +23,8 @@
 //   [run]
 //   takeover_timeout = 10
 //   network_timeout = 30
+//   [metrics]
+//   addr = "127.0.0.1:9187"
 #pragma once
 
 #include <cstdint>
@@ -58,14 +60,21 @@ struct RunConfig {                  // [run]
   double network_timeout = 30;
 };
 
+struct MetricsConfig {  // [metrics]
+  // HOST:PORT where `lorry run` serves /metrics and /healthz; empty: no server.
+  std::string addr;
+};
+
 struct Config {
   std::string name = "main";      // subscription name: [a-z0-9_], 1..40 chars (part of slot/publication/origin names)
   std::string provider;           // libpq conninfo or URI
   std::string subscriber;         // libpq conninfo or URI
   std::string log_level = "info";  // trace, debug, info, warn, error
+  std::string log_format = "text";  // text (key=value lines) or json (one object per line)
   CopyConfig copy;
   ApplyConfig apply;
   RunConfig run;
+  MetricsConfig metrics;
   std::string source;  // where it came from (a file path), for messages; empty if built in code
 };
 
@@ -82,6 +91,10 @@ Status ValidateConfig(const Config& config);
 // The config path to use: the flag if given, else $LORRY_CONFIG if set and
 // not empty, else "./lorry.toml".
 std::string ResolveConfigPath(const std::string& flag_value);
+
+// Checks a HOST:PORT listen address ("127.0.0.1:9187", "[::1]:9187",
+// ":9187" for every interface); the message names `key`.
+Status CheckListenAddress(std::string_view addr, std::string_view key);
 
 // Parses "512MB", "2 GB", "64kB" or a plain number of bytes (PostgreSQL's units:
 // kB, MB, GB, TB, powers of 1024). nullopt when malformed or too large.

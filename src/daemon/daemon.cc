@@ -15,6 +15,8 @@
 #include "catalog/publications.h"
 #include "common/log.h"
 #include "daemon/run_lease.h"
+#include "metrics/run_metrics.h"
+#include "metrics/stream_observer.h"
 #include "pg/connection.h"
 #include "pg/replication_conn.h"
 #include "protocol/pgoutput.h"
@@ -296,6 +298,12 @@ class Session {
       skipped_changes_[table.Display()]++;
       return false;
     }
+    return Applies(table, final_lsn);
+  }
+
+  // ShouldApply without counting skipped changes (for the metrics observer).
+  bool Applies(const pg::QualifiedName& table, Lsn final_lsn) const {
+    if (!skips_.empty() && skips_.count(final_lsn)) return false;
     auto it = filter_.find(table);
     if (it == filter_.end()) return false;
     switch (it->second.state) {
@@ -378,16 +386,42 @@ class Session {
     if (Reportable() != last_feedback_lsn_ || Clock::now() - last_feedback_ > std::chrono::seconds(10))
       LORRY_RETURN_IF_ERROR(SendFeedback(false));
     if (Clock::now() - last_sequence_sync_ >= kSequenceSyncInterval) SyncSequences();
+    ReportToMetrics(flushed);
+    ApplyLiveSettings();
     last_tick_ = Clock::now();
     return Status::Ok();
   }
 
+  // Positions and counts for metrics and lorry.status (no-op without a sink).
+  void ReportToMetrics(Lsn flushed) {
+    if (!observer_) return;
+    observer_->OnDurable(flushed);
+    metrics::StreamPosition pos{received_, flushed, last_feedback_lsn_, observer_->OldestPendingCommitTime(),
+                                stats_->xacts, stats_->changes, stats_->missing_rows};
+    options_.metrics->OnTick(pos);
+  }
+
+  // Apply limits changed by a reload (SIGHUP).
+  void ApplyLiveSettings() {
+    if (!options_.live) return;
+    apply::Applier::GroupLimits limits{options_.live->group_max_changes.load(),
+                                       options_.live->group_max_delay_ms.load()};
+    if (limits.max_changes != group_limits_.max_changes || limits.max_delay_ms != group_limits_.max_delay_ms) {
+      applier_->set_group_limits(limits);
+      group_limits_ = limits;
+    }
+  }
+
   Status Stream() {
+    group_limits_ = {config_.apply.group_max_changes, config_.apply.group_max_delay_ms};
+    if (options_.metrics)
+      observer_ = std::make_unique<metrics::StreamObserver>(
+          options_.metrics, [this](const pg::QualifiedName& t, Lsn final_lsn) { return Applies(t, final_lsn); });
     applier_ = std::make_unique<apply::Applier>(
         &apply_conn_, names_.origin,
         [this](const pg::QualifiedName& t, Lsn final_lsn) { return ShouldApply(t, final_lsn); },
         config_.apply.statement_cache_size,
-        apply::Applier::GroupLimits{config_.apply.group_max_changes, config_.apply.group_max_delay_ms});
+        group_limits_);
     applier_->set_stats(*stats_);
     applier_->set_commit_guard(lease_->CheckSql());
     if (careful_until_.valid()) {
@@ -398,6 +432,7 @@ class Session {
     }
     if (proto_version_ >= 2)
       applier_->EnableLorryMessages(config_.name, [this](Lsn final_lsn) { return skips_.count(final_lsn) > 0; });
+    ApplyLiveSettings();
     LORRY_RETURN_IF_ERROR(applier_->Setup());
     LORRY_ASSIGN_OR_RETURN(auto origin_lsn,
                            apply_conn_.QueryValue("SELECT pg_replication_origin_progress($1, true)", {names_.origin}));
@@ -452,8 +487,10 @@ class Session {
         if (auto* x = std::get_if<protocol::XLogData>(&frame)) {
           received_ = std::max(received_, x->wal_end);
           LORRY_ASSIGN_OR_RETURN(auto msg, decoder.Decode(x->data));
-          Status s = decoder.in_stream() || IsStreamControl(msg) ? OnStreamed(decoder, msg, x->data)
-                                                                 : applier_->Handle(msg);
+          // Streamed (in-progress) transactions are not counted by the metrics observer yet.
+          bool streamed = decoder.in_stream() || IsStreamControl(msg);
+          if (observer_ && !streamed) observer_->OnMessage(msg);
+          Status s = streamed ? OnStreamed(decoder, msg, x->data) : applier_->Handle(msg);
           if (!s.ok()) {
             // A change that cannot be applied (a missing column, a
             // constraint) stops applying but not the daemon: the cause can
@@ -620,6 +657,8 @@ class Session {
   std::unique_ptr<StateStore> state_;
   std::unique_ptr<apply::Applier> applier_;
   std::unique_ptr<replication::StreamSpool> spool_;  // created at the first streamed transaction
+  apply::Applier::GroupLimits group_limits_;
+  std::unique_ptr<metrics::StreamObserver> observer_;  // set when options_.metrics is
   SubscriptionRow sub_;
   int proto_version_ = 1;
 
@@ -702,6 +741,7 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
     }
     if (session.made_progress()) failures = 0;
     failures++;
+    if (options.metrics) options.metrics->OnFailure(metrics::FailureKind(s, session.apply_failed()));
     if (options.max_retries > 0 && failures > options.max_retries) return s;
     // Capped exponential backoff with jitter: 1, 2, 4 ... 30 s.
     int base_ms = std::min(30000, 1000 << std::min(failures - 1, 5));

@@ -15,12 +15,27 @@
 #include "common/status.h"
 #include "config/config.h"
 
+namespace lorry::metrics {
+class RunMetrics;
+}
+
 namespace lorry::daemon {
+
+// Settings that may change while the daemon runs (SIGHUP reloads them); the
+// daemon reads them once a second.
+struct LiveSettings {
+  std::atomic<int> group_max_changes{10000};
+  std::atomic<int> group_max_delay_ms{50};
+};
 
 struct RunOptions {
   int jobs = 0;  // 0: config's copy.jobs
   // Give up instead of retrying after this many consecutive failures (0: never).
   int max_retries = 0;
+  // Optional: receives positions, counts and failures (metrics, lorry.status).
+  metrics::RunMetrics* metrics = nullptr;
+  // Optional: apply limits that override config.apply's while running.
+  const LiveSettings* live = nullptr;
 };
 
 // Runs until `stop` becomes true (returns Ok) or a non-retryable error.

@@ -114,6 +114,91 @@ CREATE TABLE IF NOT EXISTS lorry.skips (
   PRIMARY KEY (subscription, commit_lsn)
 );
 )sql";
+// Version 4: what `lorry run` samples for SQL users (lorry.run_stats, written
+// by the run's sampler every few seconds) and the views over it all:
+// lorry.status (one row per subscription) and lorry.table_progress (one row
+// per table, with copy and index build progress). The run lock's class
+// (67445 = kRunLockClass) is in lorry.status's `running`.
+constexpr const char* kSchemaV4 = R"sql(
+CREATE TABLE IF NOT EXISTS lorry.run_stats (
+  subscription        text PRIMARY KEY REFERENCES lorry.subscriptions(name) ON DELETE CASCADE,
+  sampled_at          timestamptz NOT NULL,
+  provider_lsn        pg_lsn,
+  received_lsn        pg_lsn,
+  applied_lsn         pg_lsn,
+  lag_bytes           bigint,
+  lag_seconds         float8,
+  xacts_per_second    float8,
+  changes_per_second  float8,
+  slot_active         boolean,
+  slot_retained_bytes bigint,
+  reconnects          bigint
+);
+CREATE OR REPLACE VIEW lorry.table_progress AS
+SELECT t.subscription, t.nspname, t.relname,
+  quote_ident(t.nspname) || '.' || quote_ident(t.relname) AS table_name,
+  t.state, t.insert_only, t.rows_copied, t.rows_estimate, t.bytes_copied, t.bytes_estimate,
+  CASE WHEN t.state IN ('catching_up', 'ready') THEN 1.0::float8
+       WHEN t.state = 'copying' AND t.bytes_estimate > 0
+         THEN least(0.99, t.bytes_copied::float8 / t.bytes_estimate) END AS copy_fraction,
+  c.seconds AS copy_seconds,
+  CASE WHEN c.seconds > 0 AND t.bytes_copied > 0 THEN t.bytes_copied / c.seconds END AS copy_bytes_per_second,
+  CASE WHEN t.state = 'copying' AND c.seconds > 0 AND t.bytes_copied > 0 AND t.bytes_estimate IS NOT NULL
+    THEN greatest(0, (t.bytes_estimate - t.bytes_copied) / (t.bytes_copied / c.seconds)) END AS copy_seconds_left,
+  (SELECT count(*) FROM lorry.deferred_indexes d WHERE d.subscription = t.subscription
+     AND d.nspname = t.nspname AND d.relname = t.relname) AS indexes_to_rebuild,
+  ib.index_name AS index_building, ib.phase AS index_build_phase, ib.fraction AS index_build_fraction,
+  t.sync_lsn, t.error, t.state_changed_at
+FROM lorry.tables t
+CROSS JOIN LATERAL (SELECT extract(epoch FROM coalesce(t.copy_finished_at, clock_timestamp())
+                                              - t.copy_started_at)::float8 AS seconds) c
+LEFT JOIN LATERAL (
+  SELECT CASE WHEN p.index_relid <> 0 THEN p.index_relid::regclass::text END AS index_name, p.phase,
+         CASE WHEN p.blocks_total > 0 THEN p.blocks_done::float8 / p.blocks_total
+              WHEN p.tuples_total > 0 THEN p.tuples_done::float8 / p.tuples_total END AS fraction
+  FROM pg_stat_progress_create_index p
+  WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND p.relid = to_regclass(quote_ident(t.nspname) || '.' || quote_ident(t.relname))
+  LIMIT 1) ib ON true;
+CREATE OR REPLACE VIEW lorry.status AS
+SELECT s.name AS subscription,
+  CASE WHEN s.paused THEN 'paused'
+       WHEN NOT r.running THEN 'stopped'
+       WHEN s.last_error IS NOT NULL THEN 'retrying'
+       WHEN tc.copying > 0 OR tc.pending > 0 THEN 'copying'
+       ELSE 'streaming' END AS state,
+  r.running, s.run_host, s.run_pid,
+  extract(epoch FROM clock_timestamp() - s.heartbeat_at)::float8 AS heartbeat_age_seconds,
+  st.provider_lsn,
+  coalesce(greatest(s.last_commit_lsn, s.confirmed_lsn), s.consistent_lsn) AS applied_lsn,
+  s.confirmed_lsn,
+  CASE WHEN r.running THEN st.lag_bytes END AS lag_bytes,
+  CASE WHEN r.running THEN st.lag_seconds + CASE WHEN st.lag_seconds > 0
+       THEN extract(epoch FROM clock_timestamp() - st.sampled_at)::float8 ELSE 0 END END AS lag_seconds,
+  CASE WHEN r.running THEN st.xacts_per_second END AS xacts_per_second,
+  CASE WHEN r.running THEN st.changes_per_second END AS changes_per_second,
+  s.xacts_applied, s.changes_applied, s.last_commit_time,
+  st.slot_active, st.slot_retained_bytes, st.reconnects,
+  extract(epoch FROM clock_timestamp() - st.sampled_at)::float8 AS stats_age_seconds,
+  tc.tables, tc.ready, tc.copying, tc.catching_up, tc.pending, tc.errors,
+  s.last_error, s.last_error_at
+FROM lorry.subscriptions s
+CROSS JOIN LATERAL (
+  SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND l.classid::bigint = 67445 AND l.objid::bigint = (hashtext(s.name)::bigint & 4294967295)
+    AND l.objsubid = 2) AS running) r
+LEFT JOIN lorry.run_stats st ON st.subscription = s.name
+CROSS JOIN LATERAL (
+  SELECT count(*) AS tables,
+         count(*) FILTER (WHERE t.state = 'ready') AS ready,
+         count(*) FILTER (WHERE t.state = 'copying') AS copying,
+         count(*) FILTER (WHERE t.state = 'catching_up') AS catching_up,
+         count(*) FILTER (WHERE t.state = 'pending') AS pending,
+         count(*) FILTER (WHERE t.state = 'error') AS errors
+  FROM lorry.tables t WHERE t.subscription = s.name) tc;
+)sql";
+static_assert(kRunLockClass == 67445, "kSchemaV4's lorry.status view spells the run lock's class");
 
 // Version 4: what a table's publication carries (PostgreSQL 15+ for the
 // filter and columns; see catalog/publications.h), and the sequences added
