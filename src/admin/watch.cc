@@ -57,7 +57,8 @@ Result<std::string> Frame(pg::PgConn& db, const std::string& name, int width) {
       auto s, db.ExecParams("SELECT state, running, run_host, run_pid, heartbeat_age_seconds, "
                             "lag_bytes, lag_seconds, xacts_per_second, changes_per_second, xacts_applied, "
                             "changes_applied, slot_retained_bytes, tables, ready, copying, catching_up, pending, "
-                            "errors, last_error, last_error_at::text, applied_lsn::text, stats_age_seconds "
+                            "errors, last_error, last_error_at::text, applied_lsn::text, stats_age_seconds, "
+                            "standby_host, standby_pid "
                             "FROM lorry.status WHERE subscription = $1",
                             {name}));
   if (s.rows() == 0) return NotInitialised(name);
@@ -68,6 +69,7 @@ Result<std::string> Frame(pg::PgConn& db, const std::string& name, int width) {
   if (s.GetBool(0, 1))
     run = s.IsNull(0, 3) ? "lorry run active" : fmt::format("lorry run active, pid {} on {}", s.Get(0, 3), s.Get(0, 2));
   if (auto hb = OptDouble(s, 0, 4)) run += fmt::format(", heartbeat {} ago", Seconds(*hb));
+  if (!s.IsNull(0, 22)) run += fmt::format("; standby pid {} on {}", s.Get(0, 23), s.Get(0, 22));
   line(fmt::format("lorry {}  {}  ({})  {}", name, s.Get(0, 0), run, Now()));
 
   std::string lag = "unknown (no sample from a running `lorry run`)";

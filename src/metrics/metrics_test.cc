@@ -2,6 +2,9 @@
 // (per-table counts only once durable, lag), the exposition, process stats.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 
 #include <prometheus/text_serializer.h>
@@ -108,6 +111,30 @@ TEST(RunMetrics, ExpositionHasTheMainSeries) {
            "# TYPE lorry_apply_lag_bytes gauge",
        })
     EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+}
+
+// The dashboard and alert rules in deploy/ use only metrics lorry exports.
+TEST(RunMetrics, DeployFilesUseExportedNames) {
+  RunMetrics m("main");
+  m.AddApplied("public.t", {1, 1, 1, 1});
+  m.OnTick({Lsn(1000), Lsn(900), Lsn(900), 1, 5, 6, 1});
+  m.SetProvider({Lsn(1500), true, true, Lsn(900), 4096});
+  m.SetTables({{"public.t", "copying", 10, 2048, 8192, 2}});
+  m.OnFailure("connection");
+  std::set<std::string> exported;
+  for (const auto& f : m.Collect()) exported.insert(f.name);
+  for (const char* file : {"deploy/grafana-dashboard.json", "deploy/prometheus-alerts.yml"}) {
+    std::ifstream in(std::string(LORRY_SOURCE_DIR) + "/" + file);
+    ASSERT_TRUE(in) << file;
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string s = text.str();
+    std::regex name(R"(\b((lorry|process)_[a-z_]+)\b)");
+    int used = 0;
+    for (auto it = std::sregex_iterator(s.begin(), s.end(), name); it != std::sregex_iterator(); ++it, ++used)
+      EXPECT_TRUE(exported.count((*it)[1])) << file << " uses " << (*it)[1] << ", which lorry does not export";
+    EXPECT_GT(used, 5) << file;
+  }
 }
 
 TEST(ProcessStats, ReadsThisProcess) {

@@ -181,8 +181,15 @@ SELECT s.name AS subscription,
   st.slot_active, st.slot_retained_bytes, st.reconnects,
   extract(epoch FROM clock_timestamp() - st.sampled_at)::float8 AS stats_age_seconds,
   tc.tables, tc.ready, tc.copying, tc.catching_up, tc.pending, tc.errors,
-  s.last_error, s.last_error_at
+  s.last_error, s.last_error_at,
+  s.lease_owner, extract(epoch FROM s.lease_expires_at - clock_timestamp())::float8 AS lease_expires_in_seconds,
+  s.takeovers,
+  -- a standby run waiting to take over (seen in the last 5 s), as `lorry status` shows it
+  CASE WHEN sb.live THEN s.standby_host END AS standby_host,
+  CASE WHEN sb.live THEN s.standby_pid END AS standby_pid,
+  CASE WHEN sb.live THEN s.standby_since END AS standby_since
 FROM lorry.subscriptions s
+CROSS JOIN LATERAL (SELECT coalesce(s.standby_seen_at > clock_timestamp() - interval '5 s', false) AS live) sb
 CROSS JOIN LATERAL (
   SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
