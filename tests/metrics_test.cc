@@ -286,6 +286,24 @@ TEST_F(Metrics, StatusNeedsOnlyTheSubscriberAndWatchRedraws) {
   EXPECT_TRUE(std::regex_search(ws.out, std::regex(R"(public\.a\s+ready\s+10 rows copied)"))) << ws.out;
 }
 
+TEST_F(Metrics, StandbyRunShowsInStatusViewAndWatch) {
+  BothSql("CREATE TABLE t (id int PRIMARY KEY)");
+  InitAndAdd({"t"});
+  LorryProcess active(Args({"run"}));
+  Wait(&active);
+  LorryProcess standby(Args({"run"}));
+  std::string pid = std::to_string(standby.pid());
+  ASSERT_TRUE(Eventually([&] { return SubscriberValue("SELECT standby_pid FROM lorry.status") == pid; }))
+      << standby.Log();
+  EXPECT_EQ(SubscriberValue("SELECT state || ' ' || running || ' ' || (lease_owner IS NOT NULL) FROM lorry.status"),
+            "streaming true true");
+  auto w = RunLorry(Args({"status", "--watch", "--count", "1"}));
+  EXPECT_EQ(w.exit_code, 0) << w.all();
+  EXPECT_THAT(w.out, HasSubstr("; standby pid " + pid + " on "));
+  EXPECT_EQ(standby.Terminate(), 0) << standby.Log();
+  EXPECT_EQ(active.Terminate(), 0) << active.Log();
+}
+
 TEST_F(Metrics, JsonLogsAndReloadOnSighup) {
   BothSql("CREATE TABLE t (id int PRIMARY KEY)");
   InitAndAdd({"t"});
