@@ -114,12 +114,32 @@ CREATE TABLE IF NOT EXISTS lorry.skips (
   PRIMARY KEY (subscription, commit_lsn)
 );
 )sql";
-// Version 4: what `lorry run` samples for SQL users (lorry.run_stats, written
+// Version 4: what a table's publication carries (PostgreSQL 15+ for the
+// filter and columns; see catalog/publications.h), and the sequences added
+// by name (`lorry add --sequence`; those owned by replicated tables are found
+// on the provider each time, see sync/sequence_sync.h).
+constexpr const char* kSchemaV4 = R"sql(
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS row_filter text;   -- add --where, as given
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS column_list text;  -- add --columns, as given
+ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS ops text;          -- add --ops, e.g. 'insert, update'
+CREATE TABLE IF NOT EXISTS lorry.sequences (
+  subscription      text NOT NULL REFERENCES lorry.subscriptions(name) ON DELETE CASCADE,
+  nspname           text NOT NULL,
+  relname           text NOT NULL,
+  added_at          timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (subscription, nspname, relname)
+);
+-- Subscriber time at which the last complete sequence sync began (every
+-- provider value it used was read after that moment).
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS sequences_synced_at timestamptz;
+)sql";
+
+// Version 5: what `lorry run` samples for SQL users (lorry.run_stats, written
 // by the run's sampler every few seconds) and the views over it all:
 // lorry.status (one row per subscription) and lorry.table_progress (one row
 // per table, with copy and index build progress). The run lock's class
 // (67445 = kRunLockClass) is in lorry.status's `running`.
-constexpr const char* kSchemaV4 = R"sql(
+constexpr const char* kSchemaV5 = R"sql(
 CREATE TABLE IF NOT EXISTS lorry.run_stats (
   subscription        text PRIMARY KEY REFERENCES lorry.subscriptions(name) ON DELETE CASCADE,
   sampled_at          timestamptz NOT NULL,
@@ -205,30 +225,10 @@ CROSS JOIN LATERAL (
          count(*) FILTER (WHERE t.state = 'error') AS errors
   FROM lorry.tables t WHERE t.subscription = s.name) tc;
 )sql";
-static_assert(kRunLockClass == 67445, "kSchemaV4's lorry.status view spells the run lock's class");
-
-// Version 4: what a table's publication carries (PostgreSQL 15+ for the
-// filter and columns; see catalog/publications.h), and the sequences added
-// by name (`lorry add --sequence`; those owned by replicated tables are found
-// on the provider each time, see sync/sequence_sync.h).
-constexpr const char* kSchemaV4 = R"sql(
-ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS row_filter text;   -- add --where, as given
-ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS column_list text;  -- add --columns, as given
-ALTER TABLE lorry.tables ADD COLUMN IF NOT EXISTS ops text;          -- add --ops, e.g. 'insert, update'
-CREATE TABLE IF NOT EXISTS lorry.sequences (
-  subscription      text NOT NULL REFERENCES lorry.subscriptions(name) ON DELETE CASCADE,
-  nspname           text NOT NULL,
-  relname           text NOT NULL,
-  added_at          timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (subscription, nspname, relname)
-);
--- Subscriber time at which the last complete sequence sync began (every
--- provider value it used was read after that moment).
-ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS sequences_synced_at timestamptz;
-)sql";
+static_assert(kRunLockClass == 67445, "kSchemaV5's lorry.status view spells the run lock's class");
 
 // Migrations in order; migration i brings the schema to version i + 1.
-constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4};
+constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5};
 
 std::optional<Lsn> LsnOrNull(const pg::PgResult& r, int row, int col) {
   if (r.IsNull(row, col)) return std::nullopt;
