@@ -79,4 +79,16 @@ std::optional<std::string> FindTransactionControl(std::string_view sql);
 // LSN is `lsn` (refused when already applied). See admin/skip.cc.
 Status Skip(const Config& config, const std::string& lsn, std::ostream& out);
 
+struct CompareOptions {
+  std::vector<std::string> tables;  // default: every replicated table
+  int jobs = 4;                     // connections per side
+  bool rows = false;                // narrow differences down to keys
+  bool json = false;
+  int timeout_seconds = 60;         // for run to reach the point compared at
+};
+// `lorry compare`: row counts and content hashes of each table on both sides
+// at one consistent point (admin/compare.cc). Needs a running `lorry run`.
+// kNotTrue (exit 1) when any table differs.
+Status Compare(const Config& config, const CompareOptions& options, std::ostream& out);
+
 }  // namespace lorry::admin

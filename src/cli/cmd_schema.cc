@@ -34,6 +34,23 @@ void RegisterSchema(CLI::App& app, GlobalOptions& g, Action& action) {
       return WithSchemaConfig(g, [&](const Config& c) { return admin::CheckTables(c, *tables, g.json, std::cout); });
     };
   });
+
+  auto* compare = app.add_subcommand("compare", "row counts and content hashes of both sides at one point");
+  auto opts = std::make_shared<admin::CompareOptions>();
+  compare->add_option("tables", opts->tables, "tables (default: every replicated table)");
+  compare->add_option("--jobs", opts->jobs, "connections per side (default 4)");
+  compare->add_option("--timeout", opts->timeout_seconds,
+                      "seconds `lorry run` may take to reach the point compared at (default 60)");
+  compare->add_flag("--rows", opts->rows, "narrow differences down to the differing keys");
+  compare->add_flag("--json", g.json, "machine-readable output");
+  compare->callback([&, opts] {
+    action = [&, opts] {
+      return WithSchemaConfig(g, [&](const Config& c) {
+        opts->json = g.json;
+        return admin::Compare(c, *opts, std::cout);
+      });
+    };
+  });
 }
 
 }  // namespace lorry::cli

@@ -22,6 +22,7 @@
 #include "protocol/pgoutput.h"
 #include "protocol/walsender.h"
 #include "replication/stream_spool.h"
+#include "state/compare_hold.h"
 #include "state/names.h"
 #include "state/state_store.h"
 #include "sync/deferred_indexes.h"
@@ -362,6 +363,7 @@ class Session {
   // Once a second: table states, catch-up hand-over, heartbeat, feedback.
   Status Tick() {
     LORRY_RETURN_IF_ERROR(LoadFilter());
+    if (hold_) LORRY_RETURN_IF_ERROR(hold_->Poll());
     // The heartbeat below commits synchronously: its WAL flush covers every
     // apply commit that returned before it (earlier in the WAL).
     Lsn committed_before_heartbeat = applier_->last_commit_end();
@@ -434,6 +436,8 @@ class Session {
       applier_->EnableLorryMessages(config_.name, [this](Lsn final_lsn) { return skips_.count(final_lsn) > 0; });
     ApplyLiveSettings();
     LORRY_RETURN_IF_ERROR(applier_->Setup());
+    hold_ = std::make_unique<CompareHold>(&control_, config_.name);
+    LORRY_RETURN_IF_ERROR(hold_->Poll());
     LORRY_ASSIGN_OR_RETURN(auto origin_lsn,
                            apply_conn_.QueryValue("SELECT pg_replication_origin_progress($1, true)", {names_.origin}));
     Lsn start = sub_.consistent_lsn.value_or(Lsn());
@@ -463,6 +467,16 @@ class Session {
     bool probed = false;
     const auto network_timeout = std::chrono::duration<double>(config_.run.network_timeout);
     while (!stop_.load()) {
+      // `lorry compare` asked to hold at an LSN (state/compare_hold.h): between
+      // transactions, HoldForCompare commits and waits while it must.
+      if (!applier_->in_remote_transaction()) {
+        LORRY_ASSIGN_OR_RETURN(bool holding, HoldForCompare(decoder));
+        if (holding && restart_) break;  // new tables to copy: the next session holds again
+        if (holding) {
+          last_message = Clock::now();  // not reading while holding: no silence to detect
+          continue;
+        }
+      }
       // With a group open, only look at what is already waiting: when
       // nothing is, the group commits now (a lone transaction is not delayed).
       bool group = applier_->group_pending();
@@ -487,26 +501,9 @@ class Session {
         if (auto* x = std::get_if<protocol::XLogData>(&frame)) {
           received_ = std::max(received_, x->wal_end);
           LORRY_ASSIGN_OR_RETURN(auto msg, decoder.Decode(x->data));
-          // Streamed (in-progress) transactions are not counted by the metrics observer yet.
-          bool streamed = decoder.in_stream() || IsStreamControl(msg);
-          if (observer_ && !streamed) observer_->OnMessage(msg);
-          Status s = streamed ? OnStreamed(decoder, msg, x->data) : applier_->Handle(msg);
-          if (!s.ok()) {
-            // A change that cannot be applied (a missing column, a
-            // constraint) stops applying but not the daemon: the cause can
-            // be fixed on the subscriber, and the retry goes on from the
-            // origin without losing anything.
-            applier_->Rollback();
-            apply_failed_ = true;
-            return s;
-          }
-          if (auto* c = std::get_if<protocol::CommitMsg>(&msg)) {
-            if (skips_.count(c->commit_lsn)) LORRY_RETURN_IF_ERROR(RecordSkip(*c));
-          } else if (auto* sc = std::get_if<protocol::StreamCommitMsg>(&msg)) {
-            if (skips_.count(sc->commit_lsn))
-              LORRY_RETURN_IF_ERROR(
-                  RecordSkip(protocol::CommitMsg{0, sc->commit_lsn, sc->end_lsn, sc->commit_time}));
-          }
+          // A transaction committed at or after compare's hold point: kept for later.
+          if (hold_->Stash(msg)) continue;
+          LORRY_RETURN_IF_ERROR(Apply(decoder, msg, x->data));
         } else if (auto* k = std::get_if<protocol::PrimaryKeepalive>(&frame)) {
           received_ = std::max(received_, k->wal_end);
           // Between transactions everything sent so far is applied: the
@@ -608,6 +605,50 @@ class Session {
     return Status::Ok();
   }
 
+  // Applies one message; an apply error rolls back (see Stream()).
+  Status Apply(const protocol::PgOutputDecoder& decoder, const protocol::PgOutputMessage& msg,
+               std::string_view raw) {
+    // Streamed (in-progress) transactions are not counted by the metrics observer yet.
+    bool streamed = decoder.in_stream() || IsStreamControl(msg);
+    if (observer_ && !streamed) observer_->OnMessage(msg);
+    Status s = streamed ? OnStreamed(decoder, msg, raw) : applier_->Handle(msg);
+    if (!s.ok()) {
+      // A change that cannot be applied (a missing column, a
+      // constraint) stops applying but not the daemon: the cause can
+      // be fixed on the subscriber, and the retry goes on from the
+      // origin without losing anything.
+      applier_->Rollback();
+      apply_failed_ = true;
+      return s;
+    }
+    if (auto* c = std::get_if<protocol::CommitMsg>(&msg)) {
+      if (skips_.count(c->commit_lsn)) LORRY_RETURN_IF_ERROR(RecordSkip(*c));
+    } else if (auto* sc = std::get_if<protocol::StreamCommitMsg>(&msg)) {
+      if (skips_.count(sc->commit_lsn))
+        LORRY_RETURN_IF_ERROR(RecordSkip(protocol::CommitMsg{0, sc->commit_lsn, sc->end_lsn, sc->commit_time}));
+    }
+    return s;
+  }
+
+  // `lorry compare`'s hold, between transactions. Returns true while the
+  // stream must neither read nor apply: everything before the hold's LSN is
+  // committed and recorded, and compare has not released it yet.
+  Result<bool> HoldForCompare(const protocol::PgOutputDecoder& decoder) {
+    // A kept BEGIN or STREAM COMMIT (outside stream blocks: no raw bytes needed).
+    if (auto released = hold_->TakeReleased()) LORRY_RETURN_IF_ERROR(Apply(decoder, *released, {}));
+    if (applier_->in_remote_transaction() || !hold_->requested()) return false;
+    if (!hold_->Reached(received_)) {
+      // Ask for a keepalive: its position tells when the stream is past the LSN.
+      if (Clock::now() - last_feedback_ > std::chrono::milliseconds(500)) LORRY_RETURN_IF_ERROR(SendFeedback(true));
+      return false;
+    }
+    if (applier_->group_pending()) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
+    LORRY_RETURN_IF_ERROR(hold_->MarkHeld(Flushed()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (Clock::now() - last_tick_ >= std::chrono::seconds(1)) LORRY_RETURN_IF_ERROR(Tick());
+    return true;
+  }
+
   // Invariant: lorry never confirms to the slot more than the subscriber
   // recorded. A slot ahead of that means changes in between may never be
   // sent again: say so loudly (and keep the evidence in status).
@@ -659,6 +700,7 @@ class Session {
   std::unique_ptr<replication::StreamSpool> spool_;  // created at the first streamed transaction
   apply::Applier::GroupLimits group_limits_;
   std::unique_ptr<metrics::StreamObserver> observer_;  // set when options_.metrics is
+  std::unique_ptr<CompareHold> hold_;  // lorry compare's hold (state/compare_hold.h)
   SubscriptionRow sub_;
   int proto_version_ = 1;
 

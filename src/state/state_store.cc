@@ -228,7 +228,15 @@ CROSS JOIN LATERAL (
 static_assert(kRunLockClass == 67445, "kSchemaV5's lorry.status view spells the run lock's class");
 
 // Migrations in order; migration i brings the schema to version i + 1.
-constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5};
+// Version 6: `lorry compare`'s hold request to `lorry run` (state/compare_hold.h).
+constexpr const char* kSchemaV6 = R"sql(
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS hold_lsn pg_lsn;
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS hold_until timestamptz;
+ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS held_lsn pg_lsn;
+)sql";
+
+// Migrations in order; migration i brings the schema to version i + 1.
+constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6};
 
 std::optional<Lsn> LsnOrNull(const pg::PgResult& r, int row, int col) {
   if (r.IsNull(row, col)) return std::nullopt;

@@ -58,7 +58,7 @@ struct SubscriptionRow {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // REQUIRES: conn outlives this object.
   StateStore(pg::PgConn* conn, std::string subscription) : conn_(conn), sub_(std::move(subscription)) {}
