@@ -81,14 +81,14 @@ TEST_F(Compare, EqualUnderConcurrentWritesThenFindsAndNamesRowsChangedByHand) {
                 "LIMIT 1 OFFSET 100); UPDATE nokey SET b = 'changed' WHERE a = 3");
   std::string two_key = SubscriberValue("SELECT format('(k1, k2)=(%s, %s)', k1, k2) FROM \"Two Key\" WHERE v = 'x'");
   auto diff = RunLorry(Args({"compare"}));
-  EXPECT_EQ(diff.exit_code, 1) << diff.all();
+  EXPECT_EQ(diff.exit_code, 1) << diff.all() << "\n--- lorry run log:\n" << run.Log();
   EXPECT_THAT(diff.out, HasSubstr("public.t: differs: same row count ("));
   EXPECT_THAT(diff.out, HasSubstr("public.nokey: differs: same row count (50), different content"));
   EXPECT_THAT(diff.out, HasSubstr("public.\"Two Key\": differs"));
   EXPECT_THAT(diff.err, HasSubstr("3 tables differ"));
 
   auto rows = RunLorry(Args({"compare", "--rows", "t", "nokey", "\"Two Key\""}));
-  EXPECT_EQ(rows.exit_code, 1) << rows.all();
+  EXPECT_EQ(rows.exit_code, 1) << rows.all() << "\n--- lorry run log:\n" << run.Log();
   EXPECT_THAT(rows.out, HasSubstr("  (id)=(77): only on the provider\n"));
   EXPECT_THAT(rows.out, HasSubstr("  (id)=(1234): differs\n"));
   EXPECT_THAT(rows.out, HasSubstr("  (id)=(999999): only on the subscriber\n"));
@@ -96,7 +96,8 @@ TEST_F(Compare, EqualUnderConcurrentWritesThenFindsAndNamesRowsChangedByHand) {
   EXPECT_THAT(rows.out, HasSubstr("rows can't be narrowed down: the table has no primary key"));
 
   auto j = RunLorry(Args({"compare", "--rows", "--json", "t"}));
-  EXPECT_EQ(j.exit_code, 1) << j.all();
+  ASSERT_EQ(j.exit_code, 1) << j.all() << "\n--- lorry run log:\n" << run.Log();
+  ASSERT_THAT(j.out, HasSubstr("\"tables\"")) << j.all() << "\n--- lorry run log:\n" << run.Log();
   auto parsed = json::parse(j.out);
   ASSERT_EQ(parsed["tables"].size(), 1u);
   auto& t = parsed["tables"][0];

@@ -38,8 +38,6 @@ namespace lorry::admin {
 
 namespace {
 
-// Two-key advisory lock: one compare per subscription at a time.
-constexpr int kCompareLockClass = kRunLockClass + 1;
 constexpr size_t kMaxRowsListed = 1000;
 
 struct TableResult {

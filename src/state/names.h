@@ -18,8 +18,16 @@ struct SubscriptionNames {
   }
 };
 
-// Advisory lock (two-key form) held on the subscriber by the active `lorry run`:
-// key1 is this constant, key2 is hashtext(subscription name).
+// Advisory locks lorry takes on the subscriber, all here so that no two
+// share a key1 (a shared one makes unrelated work wait for each other).
+// Two-key form: key1 is the constant, key2 is hashtext(subscription name).
+// Held by the active `lorry run`:
 inline constexpr int kRunLockClass = 0x10775;
+// Serialises the sequence syncs of one subscription (sync/sequence_sync.cc):
+inline constexpr int kSequenceLockClass = 0x10776;
+// Serialises creating/migrating the lorry schema (key2 is 1; state_store.cc):
+inline constexpr int kSchemaLockClass = 0x10777;
+// One `lorry compare` of a subscription at a time (admin/compare.cc):
+inline constexpr int kCompareLockClass = 0x10778;
 
 }  // namespace lorry

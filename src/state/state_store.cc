@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "state/names.h"
+
 namespace lorry {
 
 namespace {
@@ -274,7 +276,7 @@ Status StateStore::Install() {
   LORRY_RETURN_IF_ERROR(conn_->Exec("BEGIN").status());
   auto body = [&]() -> Status {
     // Serialises concurrent installs of the same database.
-    LORRY_RETURN_IF_ERROR(conn_->Exec("SELECT pg_advisory_xact_lock(67447, 1)").status());
+    LORRY_RETURN_IF_ERROR(conn_->Exec(fmt::format("SELECT pg_advisory_xact_lock({}, 1)", kSchemaLockClass)).status());
     LORRY_RETURN_IF_ERROR(conn_->Exec(kSchemaV1).status());
     LORRY_ASSIGN_OR_RETURN(auto v, conn_->QueryValue("SELECT max(version) FROM lorry.schema_version"));
     int version = v ? std::stoi(*v) : 1;

@@ -6,14 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "state/names.h"
 
 namespace lorry::sync {
 
 namespace {
-
-// Advisory lock (two-key form) serialising the sequence syncs of one
-// subscription: key1 this constant, key2 hashtext(subscription name).
-constexpr int kSequenceLockClass = 0x10776;
 
 struct SequenceValue {
   int64_t last = 0;
