@@ -44,6 +44,14 @@ Status Remove(const Config& config, const std::vector<std::string>& tables, std:
 // `remove --sequence NAME`: stops syncing sequences added with `add --sequence`.
 Status RemoveSequences(const Config& config, const std::vector<std::string>& sequences, std::ostream& out);
 
+struct ResyncOptions {
+  std::vector<std::string> tables;  // replicated tables, qualified or not
+  bool all = false;                 // every table of the subscription
+};
+// Marks tables to be emptied on the subscriber and copied again; the running
+// (or next) `lorry run` copies them while the others keep replicating.
+Status Resync(const Config& config, const ResyncOptions& options, std::ostream& out);
+
 Status ShowStatus(const Config& config, bool json, std::ostream& out);
 Status ShowTables(const Config& config, bool json, std::ostream& out);
 

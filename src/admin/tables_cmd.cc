@@ -10,6 +10,10 @@
 // - The publication is changed before lorry.tables: a copy started for a new
 //   row is then always taken after the table joined the publication, so no
 //   change committed after the copy's snapshot can be missed.
+// - remove takes effect at a clear point of the stream: the provider's WAL
+//   position when it begins (before the publication changes). Transactions
+//   committed before it are still applied to the table, none after
+//   (lorry.removed_tables; the daemon forgets the table once past it).
 // - Both commands are idempotent: repeating them, or re-running them after a
 //   failure between the two steps, completes what is missing.
 #include <algorithm>
@@ -572,6 +576,12 @@ Status Remove(const Config& config, const std::vector<std::string>& tables, std:
   LORRY_ASSIGN_OR_RETURN(auto resolved, ResolveReplicated(provider, tables, members, states, names.name, &problems));
   if (!problems.empty()) return Refusal("remove", "removed", problems);
 
+  // The clear point: every transaction committed before it is still applied
+  // to the removed tables, none after (see lorry.removed_tables). Read before
+  // the publications change, which stops the provider sending them.
+  LORRY_ASSIGN_OR_RETURN(auto at, provider.QueryValue("SELECT pg_current_wal_insert_lsn()::text"));
+  Lsn remove_lsn = Lsn::Parse(at.value_or("")).value_or(Lsn());
+  LORRY_ASSIGN_OR_RETURN(bool running, RunIsActive(subscriber, names.name));
   for (const auto& n : resolved) {
     for (const auto& m : members) {
       if (!(m.table == n)) continue;
@@ -579,9 +589,14 @@ Status Remove(const Config& config, const std::vector<std::string>& tables, std:
       LORRY_RETURN_IF_ERROR(
           provider.Exec(fmt::format("ALTER PUBLICATION {} DROP TABLE {}", pg::QuoteIdent(pub), n.Quoted())).status());
     }
-    LORRY_RETURN_IF_ERROR(store.RemoveTable(n));
-    out << fmt::format("removed {} (its rows stay on the subscriber)", n.Display()) << "\n";
+    LORRY_RETURN_IF_ERROR(store.RemoveTableAt(n, remove_lsn));
+    out << fmt::format("removed {} at provider LSN {}: its changes committed before that are applied, none after "
+                       "(its rows stay on the subscriber)",
+                       n.Display(), remove_lsn.ToString())
+        << "\n";
   }
+  if (!running)
+    out << "the next `lorry run` applies what it has not applied yet of the changes before that point\n";
   return Status::Ok();
 }
 

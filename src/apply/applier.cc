@@ -26,10 +26,11 @@ Applier::Applier(pg::PgConn* conn, std::string origin, TableFilter filter, int s
       limits_(limits) {}
 
 Status Applier::Setup() {
-  LORRY_RETURN_IF_ERROR(
-      conn_->ExecParams("SELECT pg_replication_origin_session_setup($1)", {origin_})
-          .status()
-          .WithContext(fmt::format("binding the apply session to replication origin {}", origin_)));
+  if (!origin_.empty())
+    LORRY_RETURN_IF_ERROR(
+        conn_->ExecParams("SELECT pg_replication_origin_session_setup($1)", {origin_})
+            .status()
+            .WithContext(fmt::format("binding the apply session to replication origin {}", origin_)));
   // Changes were checked by the provider's constraints and triggers already;
   // replica mode also lets rows arrive in an order foreign keys dislike.
   auto role = conn_->Exec("SET session_replication_role = replica");
@@ -132,7 +133,8 @@ Status Applier::CommitGroup() {
   // Fencing hook (daemon/run_lease.h): fails, and so rolls the group back,
   // unless this run still holds its lease; a takeover waits for the commit.
   Status s = commit_guard_.empty() ? Status::Ok() : pipeline_.SendQuery(commit_guard_, "checking the run lease");
-  if (s.ok()) s = pipeline_.SendQuery(setup, context);
+  if (s.ok() && !origin_.empty()) s = pipeline_.SendQuery(setup, context);
+  if (s.ok() && commit_hook_) s = pipeline_.SendQuery(commit_hook_(group_end_), context);
   if (s.ok()) s = pipeline_.SendQuery("COMMIT", context);
   if (s.ok()) s = pipeline_.Sync();
   in_local_xact_ = false;

@@ -69,6 +69,8 @@ class Applier {
   };
 
   // REQUIRES: conn outlives the Applier and is used by nobody else.
+  // An empty `origin`: commits are not bound to a replication origin (a table
+  // sync's catch-up, whose progress the commit hook records instead).
   Applier(pg::PgConn* conn, std::string origin, TableFilter filter, int statement_cache_size,
           GroupLimits limits);
   Applier(const Applier&) = delete;
@@ -86,6 +88,12 @@ class Applier {
     subscription_ = std::move(subscription);
     message_skipped_ = std::move(skipped);
   }
+
+  // SQL run in every group's subscriber transaction just before its COMMIT,
+  // given the group's end LSN (e.g. to record a table sync's position
+  // atomically with the data).
+  using CommitHook = std::function<std::string(Lsn group_end)>;
+  void set_commit_hook(CommitHook hook) { commit_hook_ = std::move(hook); }
 
   // Applies one decoded message. Errors carry the table, key and LSN.
   Status Handle(const protocol::PgOutputMessage& msg);
@@ -196,6 +204,7 @@ class Applier {
   TableFilter filter_;
   int statement_cache_size_;
   GroupLimits limits_;
+  CommitHook commit_hook_;
 
   std::unordered_map<Oid, Relation> relations_;  // node-based: Relation* stay valid
   std::vector<Oid> batched_;    // relations with a non-empty batch, in the order they got one

@@ -55,6 +55,7 @@ int Main(int argc, char** argv) {
   RegisterInit(app, g, action);
   RegisterAdd(app, g, action);
   RegisterRemove(app, g, action);
+  RegisterResync(app, g, action);
   RegisterRun(app, g, action);
   RegisterWait(app, g, action);
   RegisterStatus(app, g, action);

@@ -37,6 +37,7 @@ using Action = std::function<int()>;
 void RegisterInit(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterAdd(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterRemove(CLI::App& app, GlobalOptions& g, Action& action);
+void RegisterResync(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterRun(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterWait(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterStatus(CLI::App& app, GlobalOptions& g, Action& action);

@@ -1,4 +1,4 @@
-// Subcommands init, add, remove, wait, status, tables, execute and drop: option
+// Subcommands init, add, remove, resync, wait, status, tables, execute and drop: option
 // parsing only; the work is in admin/.
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -74,6 +74,16 @@ void RegisterRemove(CLI::App& app, GlobalOptions& g, Action& action) {
         return admin::Remove(c, *tables, std::cout);
       });
     };
+  });
+}
+
+void RegisterResync(CLI::App& app, GlobalOptions& g, Action& action) {
+  auto* cmd = app.add_subcommand("resync", "copy tables again (emptied first) while the others keep replicating");
+  auto opts = std::make_shared<admin::ResyncOptions>();
+  cmd->add_option("tables", opts->tables, "replicated tables, qualified or not");
+  cmd->add_flag("--all", opts->all, "every table of the subscription (e.g. after its slot was lost)");
+  cmd->callback([&, opts] {
+    action = [&, opts] { return WithConfig(g, [&](const Config& c) { return admin::Resync(c, *opts, std::cout); }); };
   });
 }
 

@@ -28,6 +28,7 @@
 #include "sync/deferred_indexes.h"
 #include "sync/sequence_sync.h"
 #include "sync/table_copy.h"
+#include "sync/table_sync.h"
 
 namespace lorry::daemon {
 
@@ -61,11 +62,15 @@ namespace {
 struct TableFilterState {
   TableStateKind state;
   std::optional<Lsn> sync_lsn;
+  std::optional<Lsn> remove_lsn;  // removed: only transactions committed before it are applied
 };
 
+// How long the stream waits, paused, for a table sync to hand over.
+constexpr auto kHandOverTimeout = std::chrono::seconds(30);
+
 // One connected attempt at running the subscription: connections, start-up
-// copies and the stream. It ends on stop, on error, or when tables added
-// meanwhile need a copy (restart_requested()).
+// copies and the stream; tables added meanwhile are copied in the background
+// (sync/table_sync.h). It ends on stop or on error.
 class Session {
  public:
   // `lease` is held when the session starts; its abort flag is `stop_`.
@@ -89,7 +94,6 @@ class Session {
     return Stream();
   }
 
-  bool restart_requested() const { return restart_; }
   // Whether this session committed anything on the subscriber (a provider
   // COMMIT handled is not enough: its group may still fail to commit, and a
   // failure that recurs at every attempt must back off).
@@ -136,8 +140,13 @@ class Session {
     LORRY_ASSIGN_OR_RETURN(sub_, state_->LoadSubscription());
     stats_->xacts = std::max(stats_->xacts, sub_.xacts_applied);
     stats_->changes = std::max(stats_->changes, sub_.changes_applied);
-    // A copy that was running when lorry stopped: start it over.
-    LORRY_RETURN_IF_ERROR(sync::ResetInterruptedCopies(control_, config_.name));
+    // A copy that was running when lorry stopped: start it over, unless its
+    // rows are all in at a position the stream has not passed.
+    LORRY_ASSIGN_OR_RETURN(auto origin, control_.QueryValue("SELECT pg_replication_origin_progress($1, true)",
+                                                            {names_.origin}));
+    Lsn resume = std::max(sub_.consistent_lsn.value_or(Lsn()), sub_.confirmed_lsn.value_or(Lsn()));
+    if (origin) resume = std::max(resume, Lsn::Parse(*origin).value_or(Lsn()));
+    LORRY_RETURN_IF_ERROR(sync::ResetInterruptedCopies(control_, config_.name, resume));
     return Status::Ok();
   }
 
@@ -210,13 +219,24 @@ class Session {
                                         "FROM pg_replication_slots s WHERE slot_name = $1",
                                         {names_.slot}));
     bool exists = slot.rows() > 0;
+    LORRY_ASSIGN_OR_RETURN(auto pending, TablesIn(TableStateKind::kPending));
+    LORRY_ASSIGN_OR_RETURN(auto all, state_->ListTables());
+    // `lorry resync --all`: nothing depends on the slot's past any more.
+    bool afresh = !all.empty() && pending.size() == all.size();
+    if (exists && slot.Get(0, 1) == "lost" && afresh) {
+      spdlog::warn("sub={} slot={} was invalidated; every table is to be copied again: creating it afresh",
+                   config_.name, names_.slot);
+      LORRY_RETURN_IF_ERROR(provider_.ExecParams("SELECT pg_drop_replication_slot($1)", {names_.slot}).status());
+      exists = false;
+      sub_.consistent_lsn.reset();
+    }
+    if (!exists && sub_.consistent_lsn && afresh) sub_.consistent_lsn.reset();
     if (exists && slot.Get(0, 1) == "lost") return SlotInvalidated();
     if (exists && (slot.Get(0, 0) != "pgoutput" || !slot.GetBool(0, 2)))
       return Status::Precondition(fmt::format("replication slot {} exists on the provider but is not lorry's "
                                               "(plugin {}, or another database): drop or rename it",
                                               names_.slot, slot.Get(0, 0)));
     LORRY_ASSIGN_OR_RETURN(repl_, pg::ReplicationConn::Connect(config_.provider, "provider"));
-    LORRY_ASSIGN_OR_RETURN(auto pending, TablesIn(TableStateKind::kPending));
 
     if (exists && !sub_.consistent_lsn) {
       // Created by a run that died before recording it: nothing was applied
@@ -230,8 +250,8 @@ class Session {
       if (sub_.consistent_lsn)
         return Status::Precondition(fmt::format(
             "replication slot {} is missing on the provider although subscription \"{}\" streamed from it "
-            "(consistent point {}): changes made since are lost to lorry. Start over: `lorry drop`, "
-            "`lorry init`, `lorry add ...`",
+            "(consistent point {}): changes made since are lost to lorry. Copy every table again: "
+            "`lorry resync --all`, then `lorry run`",
             names_.slot, config_.name, sub_.consistent_lsn->ToString()));
       LORRY_ASSIGN_OR_RETURN(auto created, repl_.CreateSlot(names_.slot, false));
       spdlog::info("sub={} created slot={} consistent_point={} proto_version={}", config_.name, names_.slot,
@@ -249,16 +269,8 @@ class Session {
             CopyPending(pending, created.snapshot, created.consistent_point, TableStateKind::kReady));
       return RebuildLeftoverIndexes();
     }
-    if (!pending.empty()) {
-      // Tables added after the slot was created: each needs a snapshot of
-      // its own. The stream is not running, so it cannot pass the snapshot's
-      // LSN before the copy is committed.
-      LORRY_ASSIGN_OR_RETURN(auto sync_conn, pg::ReplicationConn::Connect(config_.provider, "provider"));
-      std::string temp = fmt::format("{}_sync_{}", names_.slot, getpid());
-      LORRY_ASSIGN_OR_RETURN(auto created, sync_conn.CreateSlot(temp, true));
-      LORRY_RETURN_IF_ERROR(
-          CopyPending(pending, created.snapshot, created.consistent_point, TableStateKind::kCatchingUp));
-    }
+    // Tables added after the slot was created are copied in the background
+    // once the stream runs (StartTableSync).
     return RebuildLeftoverIndexes();
   }
 
@@ -274,11 +286,16 @@ class Session {
 
   Status LoadFilter() {
     LORRY_ASSIGN_OR_RETURN(auto tables, state_->ListTables());
+    LORRY_ASSIGN_OR_RETURN(auto removals, state_->ListRemovals());
     filter_.clear();
-    bool pending = false;
+    pending_.clear();
+    // A table removed, then added again, follows its new row.
+    for (auto& r : removals)
+      filter_[r.name] = {r.apply_from ? TableStateKind::kCatchingUp : TableStateKind::kReady, r.apply_from,
+                         r.remove_lsn};
     for (auto& t : tables) {
-      filter_[t.name] = {t.state, t.sync_lsn};
-      pending |= t.state == TableStateKind::kPending;
+      filter_[t.name] = {t.state, t.sync_lsn, std::nullopt};
+      if (t.state == TableStateKind::kPending) pending_.push_back(t.name);
     }
     // Provider transactions to skip (`lorry skip --lsn`), by commit LSN.
     LORRY_ASSIGN_OR_RETURN(auto skips, control_.ExecParams("SELECT commit_lsn::text FROM lorry.skips "
@@ -287,10 +304,6 @@ class Session {
     skips_.clear();
     for (int i = 0; i < skips.rows(); ++i)
       if (auto lsn = Lsn::Parse(skips.Get(i, 0))) skips_.insert(*lsn);
-    if (pending && !restart_) {
-      spdlog::info("sub={} new tables to copy: stopping the stream to copy them", config_.name);
-      restart_ = true;
-    }
     return Status::Ok();
   }
 
@@ -307,6 +320,7 @@ class Session {
     if (!skips_.empty() && skips_.count(final_lsn)) return false;
     auto it = filter_.find(table);
     if (it == filter_.end()) return false;
+    if (it->second.remove_lsn && final_lsn >= *it->second.remove_lsn) return false;
     switch (it->second.state) {
       case TableStateKind::kReady:
         return true;
@@ -360,15 +374,88 @@ class Session {
       SPDLOG_DEBUG("sub={} sequences synced={} advanced={}", config_.name, r->sequences, r->advanced);
   }
 
+  // Tables added while the stream runs: one background copy at a time.
+  Status ManageTableSync() {
+    if (table_sync_ && table_sync_->finished()) {
+      Status s = table_sync_->result();
+      table_sync_.reset();
+      // A failed copy or catch-up is repaired by a fresh start (see
+      // ResetInterruptedCopies), which the retry loop does.
+      LORRY_RETURN_IF_ERROR(s.WithContext("background table copy"));
+      LORRY_RETURN_IF_ERROR(LoadFilter());
+    }
+    if (table_sync_ || pending_.empty() || stop_.load() || restart_) return Status::Ok();
+    // A table added into a publication this stream did not ask for (a new
+    // set of operations): only a new stream can carry its changes.
+    LORRY_ASSIGN_OR_RETURN(auto publications, catalog::ListPublications(provider_, names_));
+    for (const auto& p : publications) {
+      if (std::find(stream_publications_.begin(), stream_publications_.end(), p) != stream_publications_.end())
+        continue;
+      spdlog::info("sub={} new publication {}: restarting the stream to include it", config_.name, p);
+      restart_ = true;
+      return Status::Ok();
+    }
+    sync::TableSyncOptions o;
+    o.copy = CopyPlanFor("", Lsn(), TableStateKind::kCopying);
+    o.slot = fmt::format("{}_sync_{}_{}", names_.slot, getpid(), ++table_syncs_);
+    o.start_options = StreamOptions(proto_version_, publications);
+    o.proto_version = proto_version_;
+    o.statement_cache_size = config_.apply.statement_cache_size;
+    o.limits = {config_.apply.group_max_changes, config_.apply.group_max_delay_ms};
+    o.fence_sql = lease_->CheckSql();
+    table_sync_ = std::make_unique<sync::TableSync>(std::move(o), pending_);
+    table_sync_->PublishPosition(processed_);
+    return Status::Ok();
+  }
+
+  // The stream pauses, between transactions, while the background copy's
+  // catch-up reaches its position (see sync/table_sync.h).
+  Status HandOverTableSync() {
+    if (applier_->group_pending()) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
+    Lsn at = processed_;
+    auto started = Clock::now();
+    LORRY_ASSIGN_OR_RETURN(bool handed, table_sync_->HandOver(at, kHandOverTimeout, [this] {
+      return SendFeedback(false);
+    }));
+    double secs = std::chrono::duration<double>(Clock::now() - started).count();
+    if (!handed) {
+      spdlog::warn("sub={} table sync did not reach the stream's position {} within {} s; going on",
+                   config_.name, at.ToString(), kHandOverTimeout.count());
+      return Status::Ok();
+    }
+    spdlog::info("sub={} tables handed over at stream position {} (stream paused {:.3f} s)", config_.name,
+                 at.ToString(), secs);
+    return LoadFilter();
+  }
+
+  // Removed tables whose last changes (before their remove LSN) are applied.
+  Status ForgetRemovedTables(Lsn flushed) {
+    for (auto it = filter_.begin(); it != filter_.end();) {
+      const auto& f = it->second;
+      if (f.remove_lsn && flushed >= *f.remove_lsn) {
+        LORRY_RETURN_IF_ERROR(state_->ForgetRemoval(it->first));
+        spdlog::info("sub={} table={} removed: changes committed before {} are applied", config_.name,
+                     it->first.Display(), f.remove_lsn->ToString());
+        it = filter_.erase(it);
+        continue;
+      }
+      ++it;
+    }
+    return Status::Ok();
+  }
+
   // Once a second: table states, catch-up hand-over, heartbeat, feedback.
   Status Tick() {
     LORRY_RETURN_IF_ERROR(LoadFilter());
     if (hold_) LORRY_RETURN_IF_ERROR(hold_->Poll());
+    LORRY_RETURN_IF_ERROR(ManageTableSync());
     // The heartbeat below commits synchronously: its WAL flush covers every
     // apply commit that returned before it (earlier in the WAL).
     Lsn committed_before_heartbeat = applier_->last_commit_end();
     Lsn flushed = Flushed();
+    LORRY_RETURN_IF_ERROR(ForgetRemovedTables(flushed));
     for (auto& [name, f] : filter_) {
+      if (f.remove_lsn) continue;
       if (f.state == TableStateKind::kCatchingUp && f.sync_lsn && flushed >= *f.sync_lsn) {
         LORRY_RETURN_IF_ERROR(state_->SetState(name, TableStateKind::kReady));
         f.state = TableStateKind::kReady;
@@ -445,11 +532,11 @@ class Session {
     idle_confirmed_ = start;
     durable_ = start;  // read with flush = true
     persisted_confirmed_ = std::max(start, sub_.confirmed_lsn.value_or(Lsn()));
+    processed_ = start;
     LORRY_RETURN_IF_ERROR(LoadFilter());
-    if (restart_) return Status::Ok();
 
-    LORRY_ASSIGN_OR_RETURN(auto publications, catalog::ListPublications(provider_, names_));
-    std::string options = StreamOptions(proto_version_, publications);
+    LORRY_ASSIGN_OR_RETURN(stream_publications_, catalog::ListPublications(provider_, names_));
+    std::string options = StreamOptions(proto_version_, stream_publications_);
     if (Status st = repl_.StartReplication(names_.slot, start, options); !st.ok()) {
       // Invalidated since the check at start, or while streaming.
       if (st.message().find("can no longer get changes from replication slot") != std::string::npos ||
@@ -506,6 +593,7 @@ class Session {
           LORRY_RETURN_IF_ERROR(Apply(decoder, msg, x->data));
         } else if (auto* k = std::get_if<protocol::PrimaryKeepalive>(&frame)) {
           received_ = std::max(received_, k->wal_end);
+          if (!applier_->in_remote_transaction()) processed_ = std::max(processed_, k->wal_end);
           // Between transactions everything sent so far is applied: the
           // position is confirmed even when the WAL held nothing for lorry.
           // With a group open, it is confirmed once the group commits.
@@ -520,6 +608,11 @@ class Session {
         }
       }
       if (Clock::now() - last_tick_ >= std::chrono::seconds(1)) LORRY_RETURN_IF_ERROR(Tick());
+      if (table_sync_) {
+        table_sync_->PublishPosition(processed_);
+        if (!applier_->in_remote_transaction() && table_sync_->WantsHandOver())
+          LORRY_RETURN_IF_ERROR(HandOverTableSync());
+      }
       if (restart_ && applier_->group_pending()) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
       if (restart_ && !applier_->in_transaction()) break;
     }
@@ -623,9 +716,11 @@ class Session {
     }
     if (auto* c = std::get_if<protocol::CommitMsg>(&msg)) {
       if (skips_.count(c->commit_lsn)) LORRY_RETURN_IF_ERROR(RecordSkip(*c));
+      processed_ = std::max(processed_, c->end_lsn);
     } else if (auto* sc = std::get_if<protocol::StreamCommitMsg>(&msg)) {
       if (skips_.count(sc->commit_lsn))
         LORRY_RETURN_IF_ERROR(RecordSkip(protocol::CommitMsg{0, sc->commit_lsn, sc->end_lsn, sc->commit_time}));
+      processed_ = std::max(processed_, sc->end_lsn);
     }
     return s;
   }
@@ -717,8 +812,17 @@ class Session {
   Clock::time_point last_tick_;
   Clock::time_point last_sequence_sync_;
   std::string last_sequence_problem_;
-  bool restart_ = false;
+  bool restart_ = false;  // a new publication: the stream ends, the next session asks for it
+  // Every transaction with a commit LSN below it is processed (applied or
+  // skipped), none at or after it: a commit's end or a keepalive between
+  // transactions (see sync/table_sync.h).
+  Lsn processed_;
+  std::vector<std::string> stream_publications_;  // what this stream asked for
+  std::vector<pg::QualifiedName> pending_;
+  int table_syncs_ = 0;
   bool apply_failed_ = false;
+  // Last: stopped (and joined) before the connections above go.
+  std::unique_ptr<sync::TableSync> table_sync_;
 };
 
 // The commit LSN of the provider transaction an apply error is about: the
@@ -764,10 +868,6 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
     if (stop.load()) break;
     if (!lease.lost_reason().empty()) {
       failures = 0;  // deposed: stand by again
-      continue;
-    }
-    if (s.ok() && session.restart_requested()) {
-      failures = 0;
       continue;
     }
     if (s.ok()) continue;

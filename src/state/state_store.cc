@@ -229,7 +229,6 @@ CROSS JOIN LATERAL (
 )sql";
 static_assert(kRunLockClass == 67445, "kSchemaV5's lorry.status view spells the run lock's class");
 
-// Migrations in order; migration i brings the schema to version i + 1.
 // Version 6: `lorry compare`'s hold request to `lorry run` (state/compare_hold.h).
 constexpr const char* kSchemaV6 = R"sql(
 ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS hold_lsn pg_lsn;
@@ -237,8 +236,24 @@ ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS hold_until timestamptz;
 ALTER TABLE lorry.subscriptions ADD COLUMN IF NOT EXISTS held_lsn pg_lsn;
 )sql";
 
+// Version 7: `lorry remove` at a clear point of the stream.
+constexpr const char* kSchemaV7 = R"sql(
+-- A table removed while the stream applied it: its transactions committed
+-- before remove_lsn (the provider's WAL position when `remove` began) are
+-- still applied, none after; the row goes once the stream is past it.
+CREATE TABLE IF NOT EXISTS lorry.removed_tables (
+  subscription      text NOT NULL REFERENCES lorry.subscriptions(name) ON DELETE CASCADE,
+  nspname           text NOT NULL,
+  relname           text NOT NULL,
+  apply_from        pg_lsn,        -- it was catching_up: its copy holds what is before this
+  remove_lsn        pg_lsn NOT NULL,
+  removed_at        timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (subscription, nspname, relname)
+);
+)sql";
+
 // Migrations in order; migration i brings the schema to version i + 1.
-constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6};
+constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6, kSchemaV7};
 
 std::optional<Lsn> LsnOrNull(const pg::PgResult& r, int row, int col) {
   if (r.IsNull(row, col)) return std::nullopt;
@@ -423,6 +438,47 @@ Status StateStore::RemoveTable(const pg::QualifiedName& name) {
       ->ExecParams("DELETE FROM lorry.tables WHERE subscription = $1 AND nspname = $2 AND relname = $3",
                    {sub_, name.schema, name.name})
       .status();
+}
+
+Status StateStore::RemoveTableAt(const pg::QualifiedName& name, Lsn remove_lsn) {
+  return conn_
+      ->ExecParams("WITH gone AS (DELETE FROM lorry.tables WHERE subscription = $1 AND nspname = $2 AND "
+                   "relname = $3 RETURNING state, sync_lsn) "
+                   "INSERT INTO lorry.removed_tables (subscription, nspname, relname, apply_from, remove_lsn) "
+                   "SELECT $1, $2, $3, CASE WHEN state = 'catching_up' THEN sync_lsn END, $4::pg_lsn FROM gone "
+                   "WHERE state IN ('ready', 'catching_up') "
+                   "ON CONFLICT (subscription, nspname, relname) DO UPDATE SET apply_from = excluded.apply_from, "
+                   "remove_lsn = excluded.remove_lsn, removed_at = now()",
+                   {sub_, name.schema, name.name, remove_lsn.ToString()})
+      .status();
+}
+
+Result<std::vector<RemovedTable>> StateStore::ListRemovals() {
+  LORRY_ASSIGN_OR_RETURN(auto r, conn_->ExecParams("SELECT nspname, relname, apply_from, remove_lsn FROM "
+                                                   "lorry.removed_tables WHERE subscription = $1",
+                                                   {sub_}));
+  std::vector<RemovedTable> out;
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({{std::string(r.Get(i, 0)), std::string(r.Get(i, 1))}, LsnOrNull(r, i, 2),
+                   LsnOrNull(r, i, 3).value_or(Lsn())});
+  return out;
+}
+
+Status StateStore::ForgetRemoval(const pg::QualifiedName& name) {
+  return conn_
+      ->ExecParams("DELETE FROM lorry.removed_tables WHERE subscription = $1 AND nspname = $2 AND relname = $3",
+                   {sub_, name.schema, name.name})
+      .status();
+}
+
+Result<bool> StateStore::MarkForResync(const pg::QualifiedName& name, bool even_copying) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, conn_->ExecParams("UPDATE lorry.tables SET state = 'pending', truncate_before_copy = true, error = NULL, "
+                                "sync_lsn = NULL, copy_finished_at = NULL, state_changed_at = now() "
+                                "WHERE subscription = $1 AND nspname = $2 AND relname = $3 "
+                                "AND (state <> 'copying' OR $4::bool)",
+                                {sub_, name.schema, name.name, even_copying ? "true" : "false"}));
+  return r.AffectedRows() == 1;
 }
 
 Status StateStore::SetState(const pg::QualifiedName& name, TableStateKind state, std::optional<Lsn> sync_lsn,

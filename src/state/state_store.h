@@ -39,6 +39,14 @@ struct TableState {
   int64_t deferred_indexes = 0;                // indexes dropped for the copy, not yet rebuilt
 };
 
+// A table `lorry remove`d while the stream applied it: the stream still
+// applies its transactions committed before remove_lsn, then forgets it.
+struct RemovedTable {
+  pg::QualifiedName name;
+  std::optional<Lsn> apply_from;  // it was `catching_up`: its copy holds what is before this
+  Lsn remove_lsn;
+};
+
 struct SubscriptionRow {
   std::string name;
   std::optional<Lsn> consistent_lsn;   // the slot's consistent point, once run created it
@@ -58,7 +66,7 @@ struct SubscriptionRow {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
 
   // REQUIRES: conn outlives this object.
   StateStore(pg::PgConn* conn, std::string subscription) : conn_(conn), sub_(std::move(subscription)) {}
@@ -80,6 +88,15 @@ class StateStore {
   // one in state `error` goes back to `pending`.
   Status AllowTruncate(const pg::QualifiedName& name);
   Status RemoveTable(const pg::QualifiedName& name);
+  // Removes the table's row; if the stream applies it (`ready`,
+  // `catching_up`), records that its changes committed before `remove_lsn`
+  // are still to be applied.
+  Status RemoveTableAt(const pg::QualifiedName& name, Lsn remove_lsn);
+  Result<std::vector<RemovedTable>> ListRemovals();
+  Status ForgetRemoval(const pg::QualifiedName& name);
+  // Marks a table to be emptied and copied again (`lorry resync`). A table
+  // being copied is left alone unless `even_copying`; false if not marked.
+  Result<bool> MarkForResync(const pg::QualifiedName& name, bool even_copying);
   Status SetState(const pg::QualifiedName& name, TableStateKind state, std::optional<Lsn> sync_lsn = std::nullopt,
                   const std::string& error = "");
   Status SetCopyProgress(const pg::QualifiedName& name, int64_t rows, int64_t bytes);

@@ -485,13 +485,17 @@ std::vector<std::string> SplitByKey(const std::string& column, int64_t min, int6
   return out;
 }
 
-Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription) {
-  // Tables whose rows are all in (copy_finished_at) keep them: only their
-  // index rebuild was interrupted, and the daemon finishes it.
-  LORRY_ASSIGN_OR_RETURN(auto r, subscriber.ExecParams("SELECT nspname, relname FROM lorry.tables WHERE "
-                                                       "subscription = $1 AND state = 'copying' AND "
-                                                       "copy_finished_at IS NULL",
-                                                       {subscription}));
+Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription, Lsn resume_lsn) {
+  // Tables whose rows are all in (copy_finished_at) at a sync LSN the stream
+  // has not passed keep them: only their index rebuild or catch-up was
+  // interrupted, and the daemon finishes it.
+  constexpr const char* kRedo =
+      "subscription = $1 AND state = 'copying' AND (copy_finished_at IS NULL OR sync_lsn IS NULL "
+      "OR sync_lsn < $2::pg_lsn)";
+  LORRY_ASSIGN_OR_RETURN(auto r, subscriber.ExecParams(fmt::format("SELECT nspname, relname, copy_finished_at IS "
+                                                                   "NOT NULL FROM lorry.tables WHERE {}",
+                                                                   kRedo),
+                                                       {subscription, resume_lsn.ToString()}));
   for (int i = 0; i < r.rows(); ++i) {
     pg::QualifiedName t{std::string(r.Get(i, 0)), std::string(r.Get(i, 1))};
     // Empty when its copy began; only lorry's copy wrote to it since.
@@ -499,12 +503,18 @@ Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscri
     Status s = EmptyTable(subscriber, t);
     LORRY_RETURN_IF_ERROR(subscriber.Exec(s.ok() ? "COMMIT" : "ROLLBACK").status());
     LORRY_RETURN_IF_ERROR(s);
-    spdlog::info("sub={} table={} copy was interrupted: emptied, copying it again", subscription, t.Display());
+    if (r.GetBool(i, 2))
+      spdlog::info("sub={} table={} catch-up was interrupted and the stream is past its position {}: emptied, "
+                   "copying it again",
+                   subscription, t.Display(), resume_lsn.ToString());
+    else
+      spdlog::info("sub={} table={} copy was interrupted: emptied, copying it again", subscription, t.Display());
   }
   return subscriber
-      .ExecParams("UPDATE lorry.tables SET state = 'pending', error = NULL, state_changed_at = now() "
-                  "WHERE subscription = $1 AND (state = 'error' OR (state = 'copying' AND copy_finished_at IS NULL))",
-                  {subscription})
+      .ExecParams(fmt::format("UPDATE lorry.tables SET state = 'pending', error = NULL, copy_finished_at = NULL, "
+                              "state_changed_at = now() WHERE state = 'error' AND subscription = $1 OR {}",
+                              kRedo),
+                  {subscription, resume_lsn.ToString()})
       .status();
 }
 

@@ -19,8 +19,9 @@
 // Timeline for a table copied at snapshot S taken at provider LSN P:
 //   transactions committed before P  -> in the copy (skipped by the stream)
 //   transactions committed at/after P -> applied from the stream
-// The stream is stopped while a copy runs, at a position C <= P, so no
-// change after P can be skipped.
+// Either the stream is stopped while a copy runs, at a position C <= P, so no
+// change after P can be skipped; or the copy runs in the background and
+// hands the table over to the stream (sync/table_sync.h).
 #pragma once
 
 #include <atomic>
@@ -59,8 +60,11 @@ Status CopyTables(const CopyPlan& plan, const std::vector<CopyTask>& tasks, cons
 
 // Start-up repair after a crash: empties the subscriber tables left in state
 // `copying` before all their rows were in, and marks them `pending` again.
-// Tables whose rows were all in stay `copying` until CompleteTable.
-Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription);
+// So too the tables whose rows were all in at a sync LSN below `resume_lsn`,
+// the position the stream resumes from: changes between the two were skipped
+// by the stream (see sync/table_sync.h). The other tables whose rows were
+// all in stay `copying` until CompleteTable.
+Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription, Lsn resume_lsn);
 
 // Moves a table whose rows and indexes are all in out of `copying`.
 Status CompleteTable(const std::string& subscriber_conninfo, const std::string& subscription,
