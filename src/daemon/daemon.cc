@@ -415,7 +415,7 @@ class Session {
     Lsn at = processed_;
     auto started = Clock::now();
     LORRY_ASSIGN_OR_RETURN(bool handed, table_sync_->HandOver(at, kHandOverTimeout, [this] {
-      return SendFeedback(false);
+      return stop_.load() ? Status::Cancelled("stopping") : SendFeedback(false);
     }));
     double secs = std::chrono::duration<double>(Clock::now() - started).count();
     if (!handed) {
