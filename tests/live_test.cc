@@ -4,6 +4,7 @@
 // takes effect at a clear point of the stream. Under a steady write load.
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <thread>
 
@@ -270,6 +271,45 @@ TEST_F(Live, ResyncAllAfterTheSlotIsGone) {
   ProviderSql("INSERT INTO steady VALUES (-5, 'after')");
   Wait(run.get());
   ExpectSameContent("steady");
+}
+
+// `resync --all` after the slot was invalidated (max_slot_wal_keep_size):
+// the next run drops it and starts afresh.
+TEST_F(Live, ResyncAllAfterTheSlotWasInvalidated) {
+  CreateTables();
+  Lorry({"init"});
+  Lorry({"add", "steady", "added"});
+  {
+    auto run = StartRun(0);
+    Wait(run.get());
+    EXPECT_EQ(run->Terminate(), 0);
+  }
+  struct Reset {
+    std::function<void()> f;
+    ~Reset() { f(); }
+  } reset{[&] {
+    ProviderSql("ALTER SYSTEM RESET max_slot_wal_keep_size");
+    ProviderSql("SELECT pg_reload_conf()");
+  }};
+  ProviderSql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+  ProviderSql("SELECT pg_reload_conf()");
+  ProviderSql("UPDATE added SET v = 'while the slot was lost' WHERE id <= 100");
+  ASSERT_TRUE(Eventually([&] {
+    ProviderSql("CREATE TEMP TABLE filler AS SELECT g FROM generate_series(1, 100000) g; DROP TABLE filler");
+    ProviderSql("SELECT pg_switch_wal()");
+    ProviderSql("CHECKPOINT");
+    return ProviderValue("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lorry_main'") == "lost";
+  }, 60));
+  auto refused = RunLorry(Cmd({"run"}));
+  EXPECT_EQ(refused.exit_code, 2) << refused.all();
+  EXPECT_NE(refused.all().find("wal_status=lost"), std::string::npos) << refused.all();
+  EXPECT_NE(refused.all().find("lorry resync --all"), std::string::npos) << refused.all();
+  Lorry({"resync", "--all"});
+  auto run = StartRun(0);
+  Wait(run.get());
+  ExpectSameContent("steady");
+  ExpectSameContent("added");
+  EXPECT_NE(run->Log().find("creating it afresh"), std::string::npos) << run->Log();
 }
 
 // `remove` at a clear point: transactions committed before it are applied,
