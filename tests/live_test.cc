@@ -174,6 +174,30 @@ TEST_F(Live, TableAddedWithoutWritesIsHandedOverAtItsSnapshot) {
   EXPECT_EQ(CatchUpTransactions(run->Log()), 0) << run->Log();
 }
 
+// A table added with operations no table had before goes into a new
+// publication, which the running stream did not ask for: the stream restarts
+// to include it, and the table is copied and handed over as usual.
+TEST_F(Live, TableAddedIntoANewPublicationRestartsTheStreamToIncludeIt) {
+  CreateTables();
+  Lorry({"init"});
+  Lorry({"add", "steady"});
+  auto run = StartRun(0);
+  Wait(run.get());
+  StartLoad({"INSERT INTO steady VALUES (1000 + {i}, 'load')", "INSERT INTO added VALUES (100000 + {i}, 'new', {i})",
+             "UPDATE added SET n = -1 WHERE id = {i}"});
+  Lorry({"add", "--ops", "insert", "added"});
+  ASSERT_TRUE(Eventually([&] { return TableState("added") == "ready"; }, 120)) << run->Log();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  StopLoad();
+  Wait(run.get());
+  ExpectSameContent("steady");
+  // Inserts only: the provider's rows updated after the copy keep n = 0 here.
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM added"), ProviderValue("SELECT count(*) FROM added"));
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM added WHERE id > 100000"),
+            ProviderValue("SELECT count(*) FROM added WHERE id > 100000"));
+  EXPECT_NE(run->Log().find("new publication lorry_main_ops_i"), std::string::npos) << run->Log();
+}
+
 // kill -9 while the background copy runs, and again while its catch-up
 // applies from the temporary slot: the next run copies the table again (the
 // stream went past what was applied) and it ends identical.
