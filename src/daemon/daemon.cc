@@ -36,7 +36,8 @@ using Clock = std::chrono::steady_clock;
 // How often sequence values are copied while streaming.
 constexpr auto kSequenceSyncInterval = std::chrono::seconds(5);
 
-std::string StreamOptions(int proto_version, const std::vector<std::string>& publications) {
+std::string StreamOptions(int proto_version, const std::vector<std::string>& publications,
+                          bool stream_in_progress) {
   std::string list;
   for (const auto& p : publications) list += (list.empty() ? "" : ",") + pg::QuoteIdent(p);
   // Every lorry publication (a table is in exactly one, catalog/publications.h),
@@ -46,7 +47,7 @@ std::string StreamOptions(int proto_version, const std::vector<std::string>& pub
   if (proto_version >= 2) options += ", messages 'true'";
   // Large transactions arrive while they run (PostgreSQL 14+), instead of
   // after their commit from the provider's own spill files.
-  if (proto_version >= 2) options += ", streaming 'on'";
+  if (stream_in_progress && proto_version >= 2) options += ", streaming 'on'";
   return options;
 }
 
@@ -398,7 +399,8 @@ class Session {
     sync::TableSyncOptions o;
     o.copy = CopyPlanFor("", Lsn(), TableStateKind::kCopying);
     o.slot = fmt::format("{}_sync_{}_{}", names_.slot, getpid(), ++table_syncs_);
-    o.start_options = StreamOptions(proto_version_, publications);
+    // The catch-up reads whole transactions: its loop does not spool streamed ones.
+    o.start_options = StreamOptions(proto_version_, publications, false);
     o.proto_version = proto_version_;
     o.statement_cache_size = config_.apply.statement_cache_size;
     o.limits = {config_.apply.group_max_changes, config_.apply.group_max_delay_ms};

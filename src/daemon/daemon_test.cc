@@ -11,6 +11,7 @@ TEST(StreamOptions, AllPublicationsAndMessagesAndStreamingFromFourteen) {
   EXPECT_EQ(StreamOptions(3, {"lorry_main", "lorry_main_insert_only", "lorry_main_ops_iu"}),
             "proto_version '3', publication_names '\"lorry_main\",\"lorry_main_insert_only\",\"lorry_main_ops_iu\"', "
             "messages 'true', streaming 'on'");
+  EXPECT_EQ(StreamOptions(2, {"lorry_main"}, false), "proto_version '2', publication_names '\"lorry_main\"', messages 'true'");
   EXPECT_EQ(ProtocolVersionFor(140005), 2);
 }
 
