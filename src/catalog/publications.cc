@@ -69,15 +69,36 @@ std::string PublicationFor(const SubscriptionNames& names, const Ops& ops, bool 
   return names.publication + "_ops_" + ops.Letters();
 }
 
+namespace {
+// The subscription's publications in pg_publication `p` (subscription names
+// are [a-z0-9_]: safe inside the pattern); $1, $2: the two of `init`.
+constexpr const char* kOwnPublications =
+    "(p.pubname IN ($1, $2) OR p.pubname ~ ('^' || $1 || '_ops_i?u?d?t?$'))";
+constexpr const char* kPublicationOrder = "p.pubname <> $1, p.pubname <> $2, p.pubname";
+}  // namespace
+
 Result<std::vector<std::string>> ListPublications(pg::PgConn& provider, const SubscriptionNames& names) {
-  // Subscription names are [a-z0-9_]: safe inside the pattern.
-  LORRY_ASSIGN_OR_RETURN(
-      auto r, provider.ExecParams("SELECT pubname FROM pg_publication WHERE pubname IN ($1, $2) "
-                                  "OR pubname ~ ('^' || $1 || '_ops_i?u?d?t?$') "
-                                  "ORDER BY pubname <> $1, pubname <> $2, pubname",
-                                  {names.publication, names.insert_only_publication}));
+  LORRY_ASSIGN_OR_RETURN(auto r, provider.ExecParams(fmt::format("SELECT p.pubname FROM pg_publication p WHERE {} "
+                                                                 "ORDER BY {}",
+                                                                 kOwnPublications, kPublicationOrder),
+                                                     {names.publication, names.insert_only_publication}));
   std::vector<std::string> out;
   for (int i = 0; i < r.rows(); ++i) out.emplace_back(r.Get(i, 0));
+  return out;
+}
+
+Result<std::vector<PublicationTables>> ListPublicationTables(pg::PgConn& provider, const SubscriptionNames& names) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, provider.ExecParams(fmt::format("SELECT p.pubname, t.schemaname, t.tablename FROM pg_publication p "
+                                              "LEFT JOIN pg_publication_tables t USING (pubname) WHERE {} "
+                                              "ORDER BY {}, t.schemaname, t.tablename",
+                                              kOwnPublications, kPublicationOrder),
+                                  {names.publication, names.insert_only_publication}));
+  std::vector<PublicationTables> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    if (out.empty() || out.back().name != r.Get(i, 0)) out.push_back({std::string(r.Get(i, 0)), {}});
+    if (!r.IsNull(i, 1)) out.back().tables.push_back({std::string(r.Get(i, 1)), std::string(r.Get(i, 2))});
+  }
   return out;
 }
 

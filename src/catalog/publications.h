@@ -21,6 +21,7 @@
 
 #include "common/status.h"
 #include "pg/connection.h"
+#include "pg/quote.h"
 #include "state/names.h"
 
 namespace lorry::catalog {
@@ -49,6 +50,13 @@ std::string PublicationFor(const SubscriptionNames& names, const Ops& ops, bool 
 // Every lorry publication of the subscription that exists on the provider
 // (the two of `init` first, then the ops ones by name).
 Result<std::vector<std::string>> ListPublications(pg::PgConn& provider, const SubscriptionNames& names);
+
+// Each of them with the tables it holds (pg_publication_tables).
+struct PublicationTables {
+  std::string name;
+  std::vector<pg::QualifiedName> tables;
+};
+Result<std::vector<PublicationTables>> ListPublicationTables(pg::PgConn& provider, const SubscriptionNames& names);
 
 // Row filters and column lists exist from PostgreSQL 15 on: a precondition
 // error naming the provider's version otherwise.

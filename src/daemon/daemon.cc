@@ -9,11 +9,13 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "apply/applier.h"
 #include "catalog/publications.h"
 #include "common/log.h"
+#include "daemon/publication_gate.h"
 #include "daemon/run_lease.h"
 #include "metrics/run_metrics.h"
 #include "metrics/stream_observer.h"
@@ -75,15 +77,19 @@ constexpr auto kHandOverTimeout = std::chrono::seconds(30);
 class Session {
  public:
   // `lease` is held when the session starts; its abort flag is `stop_`.
+  // `gate` and `restart_from` carry over from the session before (see
+  // daemon/publication_gate.h).
   Session(const Config& config, const RunOptions& options, RunLease* lease, apply::ApplyStats* stats,
-          Lsn careful_until)
+          Lsn careful_until, PublicationGate* gate, Lsn restart_from)
       : config_(config),
         options_(options),
         stop_(lease->abort_flag()),
         lease_(lease),
         names_(SubscriptionNames::For(config.name)),
         stats_(stats),
-        careful_until_(careful_until) {}
+        careful_until_(careful_until),
+        gate_(gate),
+        restart_from_(restart_from) {}
   ~Session() { lease_->ForgetSessions(); }  // before the connections close
 
   Status Run() {
@@ -102,6 +108,9 @@ class Session {
   bool apply_failed() const { return apply_failed_; }
   // The stream position when this session stopped (what was received).
   Lsn received() const { return received_; }
+  // Where the next stream starts, when this one ended at a publication's
+  // gate: everything before it is applied and flushed, nothing after.
+  Lsn restart_from() const { return restart_from_; }
 
  private:
   pg::ConnectOptions SubscriberOptions(const char* app) const {
@@ -286,8 +295,9 @@ class Session {
   }
 
   Status LoadFilter() {
-    LORRY_ASSIGN_OR_RETURN(auto tables, state_->ListTables());
+    LORRY_ASSIGN_OR_RETURN(tables_, state_->ListTables());
     LORRY_ASSIGN_OR_RETURN(auto removals, state_->ListRemovals());
+    const auto& tables = tables_;
     filter_.clear();
     pending_.clear();
     // A table removed, then added again, follows its new row.
@@ -386,28 +396,58 @@ class Session {
       LORRY_RETURN_IF_ERROR(LoadFilter());
     }
     if (table_sync_ || pending_.empty() || stop_.load() || restart_) return Status::Ok();
-    // A table added into a publication this stream did not ask for (a new
-    // set of operations): only a new stream can carry its changes.
-    LORRY_ASSIGN_OR_RETURN(auto publications, catalog::ListPublications(provider_, names_));
-    for (const auto& p : publications) {
-      if (std::find(stream_publications_.begin(), stream_publications_.end(), p) != stream_publications_.end())
-        continue;
-      spdlog::info("sub={} new publication {}: restarting the stream to include it", config_.name, p);
-      restart_ = true;
-      return Status::Ok();
+    // Only a table in a publication this stream asked for can be handed over
+    // to it; the others wait for the stream to start again with theirs.
+    std::vector<pg::QualifiedName> tables;
+    for (const auto& t : pending_) {
+      if (gate_->Carries(t)) {
+        tables.push_back(t);
+      } else if (waiting_tables_.insert(t).second) {
+        spdlog::info("sub={} table={} waits for the stream to include its publication ({})", config_.name,
+                     t.Display(), GateText());
+      }
     }
+    if (tables.empty()) return Status::Ok();
     sync::TableSyncOptions o;
     o.copy = CopyPlanFor("", Lsn(), TableStateKind::kCopying);
     o.slot = fmt::format("{}_sync_{}_{}", names_.slot, getpid(), ++table_syncs_);
     // The catch-up reads whole transactions: its loop does not spool streamed ones.
-    o.start_options = StreamOptions(proto_version_, publications, false);
+    o.start_options = StreamOptions(proto_version_, stream_publications_, false);
     o.proto_version = proto_version_;
     o.statement_cache_size = config_.apply.statement_cache_size;
     o.limits = {config_.apply.group_max_changes, config_.apply.group_max_delay_ms};
     o.fence_sql = lease_->CheckSql();
-    table_sync_ = std::make_unique<sync::TableSync>(std::move(o), pending_);
+    table_sync_ = std::make_unique<sync::TableSync>(std::move(o), tables);
     table_sync_->PublishPosition(processed_);
     return Status::Ok();
+  }
+
+  // "from <gate>" or why it is not known yet (daemon/publication_gate.h).
+  std::string GateText() const {
+    if (auto g = gate_->gate()) return "position " + g->ToString();
+    return "a position known once the provider transactions in progress when they were created have ended";
+  }
+
+  // The commit LSN of a transaction whose BEGIN or STREAM COMMIT this is.
+  static std::optional<Lsn> CommitLsnOf(const protocol::PgOutputMessage& m) {
+    if (auto* b = std::get_if<protocol::BeginMsg>(&m)) return b->final_lsn;
+    if (auto* c = std::get_if<protocol::StreamCommitMsg>(&m)) return c->commit_lsn;
+    return std::nullopt;
+  }
+
+  // Between transactions, before one committed at `position` is applied
+  // (or at a keepalive's position): whether the stream ends here, at the
+  // gate of a publication it lacks. The next stream starts at the gate (or
+  // here, if already past it) with that publication; nothing at or after
+  // that position has been applied.
+  bool AtGate(std::optional<Lsn> position) {
+    auto gate = gate_->gate();
+    if (!position || !gate || *position < *gate || restart_) return false;
+    restart_from_ = std::max(processed_, *gate);
+    restart_ = true;
+    spdlog::info("sub={} stream at publications' gate {}: starting again from {} with {}", config_.name,
+                 gate->ToString(), restart_from_.ToString(), fmt::join(gate_->waiting(), ", "));
+    return true;
   }
 
   // The stream pauses, between transactions, while the background copy's
@@ -450,6 +490,7 @@ class Session {
   Status Tick() {
     LORRY_RETURN_IF_ERROR(LoadFilter());
     if (hold_) LORRY_RETURN_IF_ERROR(hold_->Poll());
+    if (!pending_.empty() || !gate_->waiting().empty()) LORRY_RETURN_IF_ERROR(gate_->Poll(provider_, tables_));
     LORRY_RETURN_IF_ERROR(ManageTableSync());
     // The heartbeat below commits synchronously: its WAL flush covers every
     // apply commit that returned before it (earlier in the WAL).
@@ -529,15 +570,19 @@ class Session {
     LORRY_RETURN_IF_ERROR(hold_->Poll());
     LORRY_ASSIGN_OR_RETURN(auto origin_lsn,
                            apply_conn_.QueryValue("SELECT pg_replication_origin_progress($1, true)", {names_.origin}));
-    Lsn start = sub_.consistent_lsn.value_or(Lsn());
+    Lsn start = std::max(sub_.consistent_lsn.value_or(Lsn()), restart_from_);
     if (origin_lsn) start = std::max(start, Lsn::Parse(*origin_lsn).value_or(Lsn()));
+    restart_from_ = Lsn();
     idle_confirmed_ = start;
     durable_ = start;  // read with flush = true
     persisted_confirmed_ = std::max(start, sub_.confirmed_lsn.value_or(Lsn()));
     processed_ = start;
     LORRY_RETURN_IF_ERROR(LoadFilter());
 
-    LORRY_ASSIGN_OR_RETURN(stream_publications_, catalog::ListPublications(provider_, names_));
+    LORRY_ASSIGN_OR_RETURN(stream_publications_, gate_->Begin(provider_, tables_, start));
+    if (!gate_->waiting().empty())
+      spdlog::info("sub={} publications {} were created after position {}: the stream asks for them from {}",
+                   config_.name, fmt::join(gate_->waiting(), ", "), start.ToString(), GateText());
     std::string options = StreamOptions(proto_version_, stream_publications_);
     if (Status st = repl_.StartReplication(names_.slot, start, options); !st.ok()) {
       // Invalidated since the check at start, or while streaming.
@@ -590,11 +635,13 @@ class Session {
         if (auto* x = std::get_if<protocol::XLogData>(&frame)) {
           received_ = std::max(received_, x->wal_end);
           LORRY_ASSIGN_OR_RETURN(auto msg, decoder.Decode(x->data));
+          if (AtGate(CommitLsnOf(msg))) break;
           // A transaction committed at or after compare's hold point: kept for later.
           if (hold_->Stash(msg)) continue;
           LORRY_RETURN_IF_ERROR(Apply(decoder, msg, x->data));
         } else if (auto* k = std::get_if<protocol::PrimaryKeepalive>(&frame)) {
           received_ = std::max(received_, k->wal_end);
+          if (!applier_->in_remote_transaction() && !decoder.in_stream() && AtGate(k->wal_end)) break;
           if (!applier_->in_remote_transaction()) processed_ = std::max(processed_, k->wal_end);
           // Between transactions everything sent so far is applied: the
           // position is confirmed even when the WAL held nothing for lorry.
@@ -814,13 +861,17 @@ class Session {
   Clock::time_point last_tick_;
   Clock::time_point last_sequence_sync_;
   std::string last_sequence_problem_;
-  bool restart_ = false;  // a new publication: the stream ends, the next session asks for it
+  bool restart_ = false;  // at a publication's gate: the stream ends, the next session asks for it
   // Every transaction with a commit LSN below it is processed (applied or
   // skipped), none at or after it: a commit's end or a keepalive between
   // transactions (see sync/table_sync.h).
   Lsn processed_;
   std::vector<std::string> stream_publications_;  // what this stream asked for
   std::vector<pg::QualifiedName> pending_;
+  std::vector<TableState> tables_;  // as LoadFilter last read them
+  std::set<pg::QualifiedName> waiting_tables_;  // announced as waiting for their publication
+  PublicationGate* gate_;
+  Lsn restart_from_;
   int table_syncs_ = 0;
   bool apply_failed_ = false;
   // Last: stopped (and joined) before the connections above go.
@@ -857,6 +908,8 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
   // After an apply error, what was received is applied again one row and
   // one transaction at a time: the error then names its own transaction.
   Lsn careful_until;
+  PublicationGate gate(SubscriptionNames::For(config.name));
+  Lsn restart_from;
   while (!stop.load()) {
     // A standby until this run holds the lease (at once when nobody does).
     if (Status held = lease.WaitUntilHeld(); !held.ok()) {
@@ -864,8 +917,10 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
       spdlog::error("sub={} stopping: {}", config.name, held.message());
       return held;
     }
-    Session session(config, options, &lease, &stats, careful_until);
+    Session session(config, options, &lease, &stats, careful_until, &gate, restart_from);
     Status s = session.Run();
+    // Valid only after a clean end (the last heartbeat flushed what it applied).
+    restart_from = s.ok() ? session.restart_from() : Lsn();
     if (session.apply_failed()) careful_until = std::max(careful_until, session.received());
     if (stop.load()) break;
     if (!lease.lost_reason().empty()) {
