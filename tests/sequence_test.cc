@@ -91,5 +91,27 @@ TEST_F(Sequences, OwnedAndAddedCopiedKeptCurrentNeverBackwards) {
   EXPECT_EQ(RunLorry(Args({"remove", "--sequence", "s_id_seq"})).exit_code, 2);  // owned: follows its table
 }
 
+// A session that holds the subscription's sequence lock (a `lorry wait`
+// stuck half-way, say) must not stop the stream: the run's periodic sync
+// skips its turn and tries again.
+TEST_F(Sequences, AHeldSequenceLockDoesNotStopTheStream) {
+  BothSql("CREATE TABLE s (id serial PRIMARY KEY, v text)");
+  ASSERT_EQ(RunLorry(Args({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(Args({"add", "s"})).exit_code, 0);
+  LorryProcess run(Args({"run"}));
+  Wait(&run);
+  auto holder = ConnectSubscriber();
+  ASSERT_TRUE(holder.Exec(fmt::format("BEGIN; SELECT pg_advisory_xact_lock({}, hashtext('main'))", 0x10776)).ok());
+  // Longer than the 5 s between syncs: a blocking sync would hold up the stream.
+  for (int i = 0; i < 8; ++i) {
+    ProviderSql("INSERT INTO s (v) VALUES ('while locked')");
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  EXPECT_TRUE(Eventually([&] { return SubscriberValue("SELECT count(*) FROM s") == "8"; }, 10)) << run.Log();
+  ASSERT_TRUE(holder.Exec("COMMIT").ok());
+  Wait(&run);
+  EXPECT_EQ(Value(false, "s_id_seq"), 8);
+}
+
 }  // namespace
 }  // namespace lorry::test

@@ -376,7 +376,7 @@ class Session {
   // problem) and `lorry wait` reports it.
   void SyncSequences() {
     last_sequence_sync_ = Clock::now();
-    auto r = sync::SyncSequences(provider_, control_, config_.name);
+    auto r = sync::SyncSequences(provider_, control_, config_.name, /*wait_for_lock=*/false);
     std::string problem = !r.ok() ? r.status().message() : r->problems.empty() ? "" : r->problems.front();
     if (!problem.empty() && problem != last_sequence_problem_)
       spdlog::warn("sub={} sequences: {}", config_.name, problem);

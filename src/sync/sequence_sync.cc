@@ -124,13 +124,21 @@ Result<std::vector<pg::QualifiedName>> ListAddedSequences(pg::PgConn& subscriber
 }
 
 Result<SequenceSyncResult> SyncSequences(pg::PgConn& provider, pg::PgConn& subscriber,
-                                         const std::string& subscription) {
+                                         const std::string& subscription, bool wait_for_lock) {
   LORRY_RETURN_IF_ERROR(subscriber.Exec("BEGIN").status());
   auto body = [&]() -> Result<SequenceSyncResult> {
-    LORRY_RETURN_IF_ERROR(subscriber
-                              .ExecParams("SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                                          {std::to_string(kSequenceLockClass), subscription})
-                              .status());
+    std::vector<pg::Param> lock{std::to_string(kSequenceLockClass), subscription};
+    if (wait_for_lock) {
+      LORRY_RETURN_IF_ERROR(subscriber.ExecParams("SELECT pg_advisory_xact_lock($1, hashtext($2))", lock).status());
+    } else {
+      LORRY_ASSIGN_OR_RETURN(auto locked,
+                             subscriber.QueryValue("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", lock));
+      if (locked != "t") {
+        SequenceSyncResult busy;
+        busy.busy = true;
+        return busy;
+      }
+    }
     // Read after the lock is held: every provider value below is read later.
     LORRY_ASSIGN_OR_RETURN(auto started, subscriber.QueryValue("SELECT clock_timestamp()::text"));
     return SyncLocked(provider, subscriber, subscription, started.value_or(""));

@@ -38,11 +38,15 @@ struct SequenceSyncResult {
   // each with its fix. Sequences owned by tables and missing on the
   // subscriber are not listed: the subscriber table may not use one.
   std::vector<std::string> problems;
+  bool busy = false;  // another sync held the subscription's sequence lock: nothing done
 };
 
-// One sync. REQUIRES: no transaction open on `subscriber`.
+// One sync, under the subscription's sequence lock on the subscriber.
+// `wait_for_lock` false: when another sync (`lorry wait`) holds it, return
+// at once with `busy` (the daemon's stream must not wait on another
+// process's session). REQUIRES: no transaction open on `subscriber`.
 Result<SequenceSyncResult> SyncSequences(pg::PgConn& provider, pg::PgConn& subscriber,
-                                         const std::string& subscription);
+                                         const std::string& subscription, bool wait_for_lock = true);
 
 // Whether a sequence at (last_value, is_called) should be set to the
 // provider's (last_value, is_called): its next value would be ahead in the
