@@ -84,6 +84,8 @@ TEST_F(PublishOptions, RowFilterInCopyAndStreamWithRowsMovingAcross) {
   EXPECT_NE(run.Log().find("table=public.k copy begins"), std::string::npos);
   EXPECT_NE(run.Log().find("split_by=ctid"), std::string::npos) << run.Log();
   std::remove(config.c_str());
+  auto tables = RunLorry(Args({"tables"}));
+  EXPECT_NE(tables.out.find("where id % 2 = 0"), std::string::npos) << tables.all();
 }
 
 TEST_F(PublishOptions, RefusesWhatWouldBreakTheProvider) {
@@ -141,6 +143,11 @@ TEST_F(PublishOptions, ColumnListInCopyAndStream) {
   EXPECT_EQ(Dump(false, "(SELECT id, a, b FROM c)"), Dump(true, "(SELECT id, a, b FROM c)"));
   EXPECT_EQ(SubscriberValue("SELECT count(*) FROM c WHERE local_note = 'sub'"), "191");
   EXPECT_EQ(run.Terminate(), 0) << run.Log();
+  // `tables` says what is replicated of the table.
+  auto tables = RunLorry(Args({"tables"}));
+  EXPECT_NE(tables.out.find("columns id, a,b"), std::string::npos) << tables.all();
+  auto json = RunLorry(Args({"tables", "--json"}));
+  EXPECT_NE(json.out.find("\"columns\": \"id, a,b\""), std::string::npos) << json.all();
 }
 
 TEST_F(PublishOptions, OperationsPerTable) {
@@ -167,6 +174,8 @@ TEST_F(PublishOptions, OperationsPerTable) {
   EXPECT_EQ(SubscriberValue("SELECT count(*) FROM o WHERE v = 'updated'"), "5");
   EXPECT_EQ(SubscriberValue("SELECT count(*) FROM full_ops"), "0");
   EXPECT_EQ(run.Terminate(), 0) << run.Log();
+  auto tables = RunLorry(Args({"tables"}));
+  EXPECT_NE(tables.out.find("insert, update"), std::string::npos) << tables.all();
 
   auto removed = RunLorry(Args({"remove", "o"}));
   EXPECT_EQ(removed.exit_code, 0) << removed.all();

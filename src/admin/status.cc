@@ -87,7 +87,24 @@ json TableJson(const TableState& t) {
           {"copy_seconds", OptJson(t.copy_seconds)},
           {"copy_bytes_per_second", OptJson(CopyRate(t))},
           {"copy_seconds_left", OptJson(CopySecondsLeft(t))},
-          {"indexes_to_rebuild", t.deferred_indexes}};
+          {"indexes_to_rebuild", t.deferred_indexes},
+          {"row_filter", TextJson(t.row_filter)},
+          {"columns", TextJson(t.column_list)},
+          {"ops", TextJson(t.ops)}};
+}
+
+// What is replicated of the table: "all" rows, columns and operations, or
+// what `add --insert-only/--ops/--where/--columns` narrowed it to.
+std::string ModeText(const TableState& t) {
+  std::vector<std::string> parts;
+  if (t.insert_only) parts.push_back("insert-only");
+  if (!t.ops.empty()) parts.push_back(t.ops);
+  if (!t.row_filter.empty()) parts.push_back("where " + t.row_filter);
+  if (!t.column_list.empty()) parts.push_back("columns " + t.column_list);
+  if (parts.empty()) return "all";
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : "; ") + p;
+  return out;
 }
 
 std::string RowsText(const TableState& t) {
@@ -104,7 +121,7 @@ void PrintTables(const std::vector<TableState>& tables, std::ostream& out) {
   std::vector<std::array<std::string, 7>> rows;
   rows.push_back({"TABLE", "STATE", "MODE", "ROWS", "SYNC LSN", "PROGRESS", "ERROR"});
   for (const auto& t : tables)
-    rows.push_back({t.name.Display(), TableStateName(t.state), t.insert_only ? "insert-only" : "all",
+    rows.push_back({t.name.Display(), TableStateName(t.state), ModeText(t),
                     RowsText(t), t.sync_lsn ? t.sync_lsn->ToString() : "-", ProgressText(t),
                     t.error.empty() ? "" : t.error});
   std::array<size_t, 7> width{};

@@ -378,6 +378,9 @@ TableState TableFromRow(const pg::PgResult& r, int i) {
   if (!r.IsNull(i, 10)) t.bytes_estimate = r.GetInt(i, 10);
   if (!r.IsNull(i, 11)) t.copy_seconds = std::stod(std::string(r.Get(i, 11)));
   t.deferred_indexes = r.GetInt(i, 12);
+  t.row_filter = r.Get(i, 13);
+  t.column_list = r.Get(i, 14);
+  t.ops = r.Get(i, 15);
   return t;
 }
 constexpr const char* kTableColumns =
@@ -385,7 +388,8 @@ constexpr const char* kTableColumns =
     "coalesce(error, ''), state_changed_at::text, bytes_estimate, "
     "extract(epoch FROM coalesce(copy_finished_at, clock_timestamp()) - copy_started_at)::float8, "
     "(SELECT count(*) FROM lorry.deferred_indexes d WHERE d.subscription = t.subscription "
-    " AND d.nspname = t.nspname AND d.relname = t.relname)";
+    " AND d.nspname = t.nspname AND d.relname = t.relname), "
+    "coalesce(row_filter, ''), coalesce(column_list, ''), coalesce(ops, '')";
 }  // namespace
 
 Result<std::vector<TableState>> StateStore::ListTables() {

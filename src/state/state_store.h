@@ -37,6 +37,10 @@ struct TableState {
   std::optional<int64_t> bytes_estimate;       // provider size when the copy began
   std::optional<double> copy_seconds;          // time spent copying (so far, or in all)
   int64_t deferred_indexes = 0;                // indexes dropped for the copy, not yet rebuilt
+  // As added (`add --where/--columns/--ops`); empty: none / all.
+  std::string row_filter;
+  std::string column_list;
+  std::string ops;
 };
 
 // A table `lorry remove`d while the stream applied it: the stream still
