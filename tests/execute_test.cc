@@ -94,6 +94,38 @@ TEST_F(Execute, AddColumnWhileRowsAreWrittenThenRowsWithTheNewColumn) {
   EXPECT_EQ(run.Terminate(), 0) << run.Log();
 }
 
+// A script whose transaction is large enough to be streamed while in
+// progress (PostgreSQL 14+): spooled, then run at its commit, its own rows
+// not applied a second time.
+TEST_F(Execute, LargeScriptStreamedWhileInProgressRunsOnceAtItsPoint) {
+  REQUIRE_PROVIDER_14();
+  ProviderSql(fmt::format("ALTER DATABASE \"{}\" SET logical_decoding_work_mem = '64kB'", dbname_));
+  BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+  ProviderSql("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g");
+  ASSERT_EQ(RunLorry(Args({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(Args({"add", "t"})).exit_code, 0);
+  LorryProcess run(Args({"run"}));
+  Wait(&run);
+  Writer writer;
+  writer.Start(Provider());
+  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > 50; }, 30));
+  auto ex = RunLorry(Args({"execute", Script("ALTER TABLE t ADD COLUMN extra int DEFAULT 7;\n"
+                                             "INSERT INTO t (id, v, extra) SELECT g, repeat('s', 60), 3 "
+                                             "FROM generate_series(1000, 30999) g;\n"
+                                             "UPDATE t SET v = 'script ' || id WHERE id <= 10;")}));
+  ASSERT_EQ(ex.exit_code, 0) << ex.all();
+  writer.with_extra = true;
+  int before = writer.rows.load();
+  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > before + 50; }, 30));
+  writer.Stop();
+  Wait(&run);
+  ExpectSameContent("t");
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM t WHERE v = repeat('s', 60) AND extra = 3"), "30000");
+  EXPECT_NE(run.Log().find("streamed transaction"), std::string::npos) << run.Log();
+  EXPECT_NE(run.Log().find("ran execute script"), std::string::npos) << run.Log();
+  EXPECT_EQ(run.Terminate(), 0) << run.Log();
+}
+
 TEST_F(Execute, AddsTheTablesTheScriptCreates) {
   REQUIRE_PROVIDER_14();
   BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
