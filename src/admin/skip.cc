@@ -44,6 +44,20 @@ Status Skip(const Config& config, const std::string& lsn_text, std::ostream& out
   LORRY_RETURN_IF_ERROR(store.Install());  // lorry.skips comes with schema version 3
   auto names = SubscriptionNames::For(config.name);
   LORRY_ASSIGN_OR_RETURN(auto sub, store.LoadSubscription());
+  // Asked before (and perhaps skipped since): say so, whatever was applied after.
+  LORRY_ASSIGN_OR_RETURN(auto earlier,
+                         subscriber.ExecParams("SELECT requested_at::text || ' by ' || requested_by, skipped_at::text "
+                                               "FROM lorry.skips WHERE subscription = $1 AND commit_lsn = $2",
+                                               {config.name, lsn->ToString()}));
+  if (earlier.rows() > 0) {
+    if (earlier.IsNull(0, 1))
+      out << fmt::format("already requested ({}): `lorry run` skips the provider transaction committed at {}\n",
+                         earlier.Get(0, 0), lsn->ToString());
+    else
+      out << fmt::format("already skipped at {} (requested {}): the provider transaction committed at {}\n",
+                         earlier.Get(0, 1), earlier.Get(0, 0), lsn->ToString());
+    return Status::Ok();
+  }
   std::optional<Lsn> applied = OriginProgress(subscriber, names.origin, true);
   if (!applied) applied = sub.last_commit_lsn;
   // The origin holds the end of the last transaction applied; a commit
@@ -59,12 +73,8 @@ Status Skip(const Config& config, const std::string& lsn_text, std::ostream& out
                                     "ON CONFLICT (subscription, commit_lsn) DO NOTHING RETURNING 1",
                                     {config.name, lsn->ToString(), Requester()}));
   if (r.rows() == 0) {
-    LORRY_ASSIGN_OR_RETURN(auto when, subscriber.QueryValue("SELECT requested_at::text || ' by ' || requested_by "
-                                                            "FROM lorry.skips WHERE subscription = $1 AND "
-                                                            "commit_lsn = $2",
-                                                            {config.name, lsn->ToString()}));
-    out << fmt::format("already requested ({}): `lorry run` skips the provider transaction committed at {}\n",
-                       when.value_or("?"), lsn->ToString());
+    out << fmt::format("already requested: `lorry run` skips the provider transaction committed at {}\n",
+                       lsn->ToString());
     return Status::Ok();
   }
   out << fmt::format(
