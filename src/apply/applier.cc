@@ -288,7 +288,10 @@ Status Applier::OnInsert(const protocol::InsertMsg& m) {
     return Status::Protocol(fmt::format("INSERT has {} columns, relation has {}", m.new_tuple.columns.size(),
                                         cols.size()));
   xact_changes_++;
-  if (Batches(*rel)) return AddToBatch(rel, BatchOp::kInsert, Values(m.new_tuple));
+  if (Batches(*rel)) {
+    LORRY_ASSIGN_OR_RETURN(auto values, Values(m.new_tuple));
+    return AddToBatch(rel, BatchOp::kInsert, std::move(values));
+  }
   if (!rel->batch.empty()) LORRY_RETURN_IF_ERROR(FlushRelation(rel));
   std::vector<std::string> names;
   std::vector<pg::Param> params;
@@ -319,14 +322,12 @@ std::string Applier::InsertKeyShown(const Relation& rel, const TupleData& tuple)
   return shown;
 }
 
-std::vector<BatchValue> Applier::Values(const TupleData& tuple) {
+Result<std::vector<BatchValue>> Applier::Values(const TupleData& tuple) {
   std::vector<BatchValue> out;
   out.reserve(tuple.columns.size());
   for (const auto& c : tuple.columns) {
-    // Binary values are never requested (the decoder's caller checks the
-    // relation's columns); treat one like text rather than losing it.
-    auto kind = c.kind == TupleColumn::Kind::kBinary ? TupleColumn::Kind::kText : c.kind;
-    out.push_back({kind, std::string(c.value)});
+    if (c.kind == TupleColumn::Kind::kBinary) return Status::Protocol("binary column value not requested");
+    out.push_back({c.kind, std::string(c.value)});
   }
   return out;
 }
@@ -520,8 +521,10 @@ Status Applier::OnUpdate(const protocol::UpdateMsg& m) {
                                         cols.size()));
   xact_changes_++;
   // The row keeps its key (no old key sent): it can be merged and batched.
-  if (!m.old_kind && Batches(*rel) && rel->batch.collapsing())
-    return AddToBatch(rel, BatchOp::kUpdate, Values(m.new_tuple));
+  if (!m.old_kind && Batches(*rel) && rel->batch.collapsing()) {
+    LORRY_ASSIGN_OR_RETURN(auto values, Values(m.new_tuple));
+    return AddToBatch(rel, BatchOp::kUpdate, std::move(values));
+  }
   if (!rel->batch.empty()) LORRY_RETURN_IF_ERROR(FlushRelation(rel));
   bool one_row = rel->remote.replica_identity == 'f';
   std::vector<std::string> set;
@@ -558,7 +561,8 @@ Status Applier::OnDelete(const protocol::DeleteMsg& m) {
     if (m.old_tuple.columns.size() != rel->remote.columns.size())
       return Status::Protocol(fmt::format("DELETE has {} columns, relation has {}", m.old_tuple.columns.size(),
                                           rel->remote.columns.size()));
-    return AddToBatch(rel, BatchOp::kDelete, Values(m.old_tuple));
+    LORRY_ASSIGN_OR_RETURN(auto values, Values(m.old_tuple));
+    return AddToBatch(rel, BatchOp::kDelete, std::move(values));
   }
   if (!rel->batch.empty()) LORRY_RETURN_IF_ERROR(FlushRelation(rel));
   bool one_row = rel->remote.replica_identity == 'f';

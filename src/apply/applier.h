@@ -181,7 +181,8 @@ class Applier {
 
   // Batching: whether this change to `rel` goes to its batch.
   bool Batches(const Relation& rel) const { return batching_allowed_ && !careful_ && rel.batching != Batching::kNone; }
-  static std::vector<BatchValue> Values(const protocol::TupleData& tuple);
+  // A change's columns as text (binary values are never requested: a protocol error).
+  static Result<std::vector<BatchValue>> Values(const protocol::TupleData& tuple);
   std::string KeyOf(const Relation& rel, const std::vector<BatchValue>& values) const;
   // Holds a change back; sends the batch first when it cannot merge.
   Status AddToBatch(Relation* rel, BatchOp op, std::vector<BatchValue> values);
