@@ -55,6 +55,13 @@ class Execute : public TwoClusters {
     }
   };
   int Major() const { return provider_cluster()->major_version(); }
+  // Table t (id, v) with 500 rows on the provider, empty on the subscriber; init; add t.
+  void CreateAndAddT() {
+    BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    ProviderSql("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g");
+    ASSERT_EQ(RunLorry(Args({"init"})).exit_code, 0);
+    ASSERT_EQ(RunLorry(Args({"add", "t"})).exit_code, 0);
+  }
   std::vector<std::string> files_;
 };
 
@@ -64,10 +71,7 @@ class Execute : public TwoClusters {
 
 TEST_F(Execute, AddColumnWhileRowsAreWrittenThenRowsWithTheNewColumn) {
   REQUIRE_PROVIDER_14();
-  BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
-  ProviderSql("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g");
-  ASSERT_EQ(RunLorry(Args({"init"})).exit_code, 0);
-  ASSERT_EQ(RunLorry(Args({"add", "t"})).exit_code, 0);
+  CreateAndAddT();
   LorryProcess run(Args({"run"}));
   Wait(&run);
 
@@ -100,10 +104,7 @@ TEST_F(Execute, AddColumnWhileRowsAreWrittenThenRowsWithTheNewColumn) {
 TEST_F(Execute, LargeScriptStreamedWhileInProgressRunsOnceAtItsPoint) {
   REQUIRE_PROVIDER_14();
   ProviderSql(fmt::format("ALTER DATABASE \"{}\" SET logical_decoding_work_mem = '64kB'", dbname_));
-  BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
-  ProviderSql("INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g");
-  ASSERT_EQ(RunLorry(Args({"init"})).exit_code, 0);
-  ASSERT_EQ(RunLorry(Args({"add", "t"})).exit_code, 0);
+  CreateAndAddT();
   LorryProcess run(Args({"run"}));
   Wait(&run);
   Writer writer;

@@ -91,6 +91,12 @@ class Live : public TwoClusters {
     ProviderSql("INSERT INTO added SELECT g, repeat(md5(g::text), 3), 0 FROM generate_series(1, 40000) g");
     ProviderSql("ANALYZE added");
   }
+  // CreateTables, init, and `steady` added.
+  void SetUpSteady() {
+    CreateTables();
+    Lorry({"init"});
+    Lorry({"add", "steady"});
+  }
   // Inserts into both tables and updates and deletes `added`'s copied rows.
   void StartLoadOnBoth() {
     StartLoad({"INSERT INTO steady VALUES (1000 + {i}, 'load')",
@@ -117,9 +123,7 @@ int64_t CatchUpTransactions(const std::string& log) {
 // changes made during the copy come from the copy's own slot, and both end
 // identical to the provider.
 TEST_F(Live, TableAddedUnderLoadIsHandedOverWhileTheOthersKeepReplicating) {
-  CreateTables();
-  Lorry({"init"});
-  Lorry({"add", "steady"});
+  SetUpSteady();
   auto run = StartRun(400);
   Wait(run.get());
   StartLoadOnBoth();
@@ -178,9 +182,7 @@ TEST_F(Live, TableAddedWithoutWritesIsHandedOverAtItsSnapshot) {
 // publication, which the running stream did not ask for: the stream restarts
 // to include it, and the table is copied and handed over as usual.
 TEST_F(Live, TableAddedIntoANewPublicationRestartsTheStreamToIncludeIt) {
-  CreateTables();
-  Lorry({"init"});
-  Lorry({"add", "steady"});
+  SetUpSteady();
   auto run = StartRun(0);
   Wait(run.get());
   StartLoad({"INSERT INTO steady VALUES (1000 + {i}, 'load')", "INSERT INTO added VALUES (100000 + {i}, 'new', {i})",
@@ -216,9 +218,7 @@ TEST_F(Live, TableAddedIntoANewPublicationRestartsTheStreamToIncludeIt) {
 // The same while `lorry run` is stopped: the slot's position is before the
 // publication's creation, with changes to the other table in between.
 TEST_F(Live, TableAddedIntoANewPublicationWhileStoppedIsCopiedAtTheNextRun) {
-  CreateTables();
-  Lorry({"init"});
-  Lorry({"add", "steady"});
+  SetUpSteady();
   {
     auto run = StartRun(0);
     Wait(run.get());
@@ -242,9 +242,7 @@ TEST_F(Live, TableAddedIntoANewPublicationWhileStoppedIsCopiedAtTheNextRun) {
 // applies from the temporary slot: the next run copies the table again (the
 // stream went past what was applied) and it ends identical.
 TEST_F(Live, Kill9DuringBackgroundCopyOrCatchUpThenRunAgainEndsIdentical) {
-  CreateTables();
-  Lorry({"init"});
-  Lorry({"add", "steady"});
+  SetUpSteady();
   {
     auto run = StartRun(300);
     Wait(run.get());
