@@ -266,6 +266,19 @@ void TwoClusters::ExpectSameContent(const std::string& quoted_table) const {
   EXPECT_EQ(p, s) << "content differs for " << quoted_table;
 }
 
+void TwoClusters::ExpectCompareClean(const std::vector<std::string>& tables, const LorryProcess* run,
+                                     std::vector<std::string> args) const {
+  args = args.empty() ? Args({"compare"}) : args;
+  args.insert(args.end(), tables.begin(), tables.end());
+  auto r = RunLorry(args, 180);
+  bool ok = r.exit_code == 0;
+  for (const auto& t : tables) ok = ok && r.out.find("public." + t + ": ok (") != std::string::npos;
+  EXPECT_TRUE(ok) << "lorry compare exit " << r.exit_code << ":\n" << r.all() << "\n--- lorry run log:\n"
+                  << (run ? run->Log() : std::string("(none)"));
+  if (!ok)
+    for (const auto& t : tables) ExpectSameContent(t);
+}
+
 void TwoClusters::InitAndAdd(const std::vector<std::string>& add_args) {
   auto init = RunLorry(Args({"init"}));
   ASSERT_EQ(init.exit_code, 0) << init.all();

@@ -79,6 +79,12 @@ class TwoClusters : public ::testing::Test {
   // `lorry wait` until caught up; fails the test (with run's log) otherwise.
   void Wait(LorryProcess* run, double timeout = 120);
   void ExpectSameContent(const std::string& quoted_table) const;
+  // `lorry compare` (it needs `run` running): exit 0 and "public.T: ok" for
+  // each of `tables` (unquoted names in public); on failure the row-by-row
+  // dump comparison too, and run's log. `args`: the compare command line
+  // without tables (e.g. with a --config); empty: Args({"compare"}).
+  void ExpectCompareClean(const std::vector<std::string>& tables, const LorryProcess* run,
+                          std::vector<std::string> args = {}) const;
 
   static testing::LocalCluster* provider_cluster();
   static testing::LocalCluster* subscriber_cluster();

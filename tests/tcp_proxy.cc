@@ -39,7 +39,7 @@ struct TcpProxy::Pair {
 };
 
 TcpProxy::TcpProxy(int target_port) : target_port_(target_port) {
-  listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   sockaddr_in a{};
@@ -52,7 +52,7 @@ TcpProxy::TcpProxy(int target_port) : target_port_(target_port) {
   getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
   port_ = ntohs(a.sin_port);
   NonBlocking(listen_fd_);
-  if (pipe(wake_) != 0) throw std::runtime_error("TcpProxy: pipe");
+  if (pipe2(wake_, O_CLOEXEC) != 0) throw std::runtime_error("TcpProxy: pipe");
   NonBlocking(wake_[0]);
   thread_ = std::thread([this] { Loop(); });
 }
@@ -76,6 +76,11 @@ void TcpProxy::Pass() {
   Wake();
 }
 
+void TcpProxy::PassLosingCloses() {
+  lose_closes_ = true;
+  Pass();
+}
+
 void TcpProxy::Blackhole() {
   blackhole_ = true;
   Wake();
@@ -95,6 +100,7 @@ std::string TcpProxy::Route(const std::string& conninfo) const {
 
 void TcpProxy::Loop() {
   std::vector<std::unique_ptr<Pair>> pairs;
+  std::vector<int> orphans;  // server sides of connections whose close was lost
   while (!quit_) {
     if (cut_) {
       for (auto& p : pairs) {
@@ -105,6 +111,20 @@ void TcpProxy::Loop() {
       cut_ = false;
     }
     bool hole = blackhole_;
+    if (!hole && lose_closes_) {
+      // Clients that closed meanwhile (FIN received, data or not before it):
+      // their server side stays open, silent, until the proxy goes.
+      for (auto& p : pairs) {
+        pollfd c{p->client, POLLRDHUP, 0};
+        if (poll(&c, 1, 0) > 0 && (c.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+          CloseHard(p->client);
+          orphans.push_back(p->server);
+          p->client = p->server = -1;
+        }
+      }
+      std::erase_if(pairs, [](const auto& p) { return p->client < 0; });
+      lose_closes_ = false;
+    }
     std::vector<pollfd> fds{{wake_[0], POLLIN, 0}, {listen_fd_, POLLIN, 0}};
     if (!hole) {
       for (auto& p : pairs) {
@@ -120,11 +140,12 @@ void TcpProxy::Loop() {
       while (read(wake_[0], buf, sizeof(buf)) > 0) {
       }
     }
+    size_t polled = hole ? 0 : pairs.size();  // pairs accepted below have no pollfd yet
     if (fds[1].revents & POLLIN) {
       while (true) {
-        int c = accept(listen_fd_, nullptr, nullptr);
+        int c = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (c < 0) break;
-        int s = socket(AF_INET, SOCK_STREAM, 0);
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in a{};
         a.sin_family = AF_INET;
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -144,7 +165,7 @@ void TcpProxy::Loop() {
     }
     if (!hole) {
       char buf[65536];
-      for (size_t i = 0; i < pairs.size(); ++i) {
+      for (size_t i = 0; i < polled; ++i) {
         Pair& p = *pairs[i];
         const pollfd& cf = fds[2 + 2 * i];
         const pollfd& sf = fds[3 + 2 * i];
@@ -186,6 +207,7 @@ void TcpProxy::Loop() {
     CloseHard(p->client);
     CloseHard(p->server);
   }
+  for (int fd : orphans) CloseHard(fd);
 }
 
 }  // namespace lorry::test

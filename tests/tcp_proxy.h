@@ -1,6 +1,11 @@
 // TcpProxy: a test-only TCP forwarder on 127.0.0.1, put between lorry and a
 // server to inject network faults on demand:
 //   - Pass():      forward in both directions (the initial mode);
+//   - PassLosingCloses(): Pass(), but a connection its client closed during
+//                  the blackhole stays open on the server side, its close
+//                  and last data never delivered: a network down for longer
+//                  than the client's retransmissions (the server keeps such
+//                  a session until its keepalives fail);
 //   - Blackhole(): stop forwarding without closing anything, like a network
 //                  that drops every packet: calls block, nothing fails. New
 //                  connections are accepted and held too. Pass() resumes
@@ -8,7 +13,8 @@
 //   - CutAll():    close every current connection at once (RST), keep
 //                  accepting new ones.
 //
-// One thread polls every socket (non-blocking, buffered per direction, so a
+// Sockets are close-on-exec: a program the test starts must not keep a
+// proxied connection open. One thread polls every socket (non-blocking, buffered per direction, so a
 // slow reader on one side never blocks the other). Loopback only.
 #pragma once
 
@@ -31,6 +37,7 @@ class TcpProxy {
 
   int port() const { return port_; }
   void Pass();
+  void PassLosingCloses();
   void Blackhole();
   void CutAll();
   int connections() const;  // currently open client connections
@@ -50,6 +57,7 @@ class TcpProxy {
   std::atomic<bool> quit_{false};
   std::atomic<bool> blackhole_{false};
   std::atomic<bool> cut_{false};
+  std::atomic<bool> lose_closes_{false};
   std::atomic<int> open_{0};
   std::thread thread_;
 };

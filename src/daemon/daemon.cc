@@ -130,26 +130,30 @@ class Session {
     // Brings the lorry schema up to this binary's version (idempotent).
     LORRY_RETURN_IF_ERROR(state_->Install());
     // The run lock shows `status` and `drop` that a run is active. This run
-    // holds the lease, and a previous holder's sessions were ended when it
-    // was taken over: the lock is free or about to be.
+    // holds the lease, and a previous holder's sessions (this run's own
+    // too, after it lost the lease) were ended when it took the lease: the
+    // lock is free or about to be. The session is recorded first, so that a
+    // run taking over ends it even if this one stops right after locking.
+    LORRY_RETURN_IF_ERROR(lease_->AddSessions(control_, {&control_}));
     std::optional<std::string> locked;
     for (int i = 0; i < 50 && !(locked && *locked == "t"); ++i) {
       if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       LORRY_ASSIGN_OR_RETURN(locked, control_.QueryValue("SELECT pg_try_advisory_lock($1, hashtext($2))",
                                                          {std::to_string(kRunLockClass), config_.name}));
     }
-    if (!locked || *locked != "t") {
-      auto sub = state_->LoadSubscription();
-      std::string who = sub.ok() ? fmt::format(" (last heartbeat {})", sub->heartbeat_at) : "";
-      return Status::Precondition(fmt::format(
-          "another `lorry run` is already active for subscription \"{}\"{}; only one may apply at a time",
-          config_.name, who));
-    }
+    if (!locked || *locked != "t") return RunLockHeld();
     LORRY_ASSIGN_OR_RETURN(apply_conn_, pg::PgConn::Connect(config_.subscriber, SubscriberOptions("lorry_apply")));
-    LORRY_RETURN_IF_ERROR(lease_->AddSessions(control_, {&control_, &apply_conn_}));
+    LORRY_RETURN_IF_ERROR(lease_->AddSessions(control_, {&apply_conn_}));
     LORRY_ASSIGN_OR_RETURN(sub_, state_->LoadSubscription());
     stats_->xacts = std::max(stats_->xacts, sub_.xacts_applied);
     stats_->changes = std::max(stats_->changes, sub_.changes_applied);
+    // Which process runs, at once: the first Tick is a second away, and
+    // `status` must not show a run without it (or the previous holder).
+    StateStore::Progress now;
+    now.last_commit_lsn = sub_.last_commit_lsn;
+    now.xacts_applied = stats_->xacts;
+    now.changes_applied = stats_->changes;
+    LORRY_RETURN_IF_ERROR(state_->Heartbeat(now, true));
     // A copy that was running when lorry stopped: start it over, unless its
     // rows are all in at a position the stream has not passed.
     LORRY_ASSIGN_OR_RETURN(auto origin, control_.QueryValue("SELECT pg_replication_origin_progress($1, true)",
@@ -158,6 +162,26 @@ class Session {
     if (origin) resume = std::max(resume, Lsn::Parse(*origin).value_or(Lsn()));
     LORRY_RETURN_IF_ERROR(sync::ResetInterruptedCopies(control_, config_.name, resume));
     return Status::Ok();
+  }
+
+  // The run lock is held by a session this run's lease did not end: say
+  // whose, so that it can be ended by hand (pg_terminate_backend).
+  Status RunLockHeld() {
+    auto sub = state_->LoadSubscription();
+    std::string who = sub.ok() ? fmt::format("last heartbeat {}", sub->heartbeat_at) : "";
+    auto h = control_.ExecParams(
+        "SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local'), a.backend_start "
+        "FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND l.classid::bigint = $1::bigint AND l.objid::bigint = (hashtext($2)::bigint & 4294967295) "
+        "AND l.objsubid = 2",
+        {std::to_string(kRunLockClass), config_.name});
+    if (h.ok() && h->rows() > 0)
+      who += fmt::format("; the run lock is held by subscriber session pid {} ({} from {}, since {})", h->Get(0, 0),
+                         h->Get(0, 1), h->Get(0, 2), h->Get(0, 3));
+    return Status::Precondition(fmt::format(
+        "another `lorry run` is already active for subscription \"{}\" ({}); only one may apply at a time",
+        config_.name, who));
   }
 
   Status ConnectProvider() {

@@ -193,6 +193,10 @@ Status RunLease::TryAcquire(bool* acquired) {
     TerminatePrevious(previous, std::string(r.Get(0, 2)));
   } else {
     spdlog::info("sub={} holds the lease as {}", options_.subscription, owner_);
+    // Taken again after losing it: the sessions recorded are this run's
+    // abandoned ones (e.g. cut off by a network that dropped their close;
+    // the server keeps them, and the run lock, until its keepalives fail).
+    if (previous == owner_) TerminatePrevious("this run's previous session", std::string(r.Get(0, 2)));
   }
   (void)conn_.ExecParamsWithin(
       "UPDATE lorry.subscriptions SET standby_host = NULL, standby_pid = NULL, standby_since = NULL, "
@@ -215,6 +219,9 @@ void RunLease::TerminatePrevious(const std::string& previous_owner, const std::s
                  pids, previous_owner, t.status().message());
     return;
   }
+  if (t->GetInt(0, 0) > 0)
+    spdlog::warn("sub={} ended {} subscriber sessions of {} still alive (pids {})", options_.subscription,
+                 t->GetInt(0, 0), previous_owner, pids);
   auto until = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < until && !quit_) {
     auto left = conn_.ExecParamsWithin("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY ($1::int[])", {pids},
