@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -212,6 +213,57 @@ TEST_F(Metrics, ScrapeDuringReplication) {
   EXPECT_EQ(SubscriberValue("SELECT state || ' ' || running || ' ' || (lag_bytes IS NULL) FROM lorry.status"),
             "stopped false true");
   EXPECT_EQ(HttpGet(port, "/healthz").code, 0) << "the endpoint stops with the daemon";
+}
+
+// Transactions the provider streams while they run (PostgreSQL 14+, past
+// logical_decoding_work_mem) count per table and operation when they are
+// applied at their STREAM COMMIT: not while spooled, and never what was
+// rolled back (a whole transaction, or a subtransaction inside one).
+TEST_F(Metrics, StreamedTransactionsCountWhenCommitted) {
+  if (provider_cluster()->major_version() < 14) GTEST_SKIP() << "streaming needs PostgreSQL 14 on the provider";
+  ProviderSql(fmt::format("ALTER DATABASE \"{}\" SET logical_decoding_work_mem = '64kB'", dbname_));
+  BothSql("CREATE TABLE big (id int PRIMARY KEY, v text)");
+  ProviderSql("INSERT INTO big SELECT g, 'initial' FROM generate_series(1, 1000) g");
+  InitAndAdd({"big"});
+  LorryProcess run(Args({"run", "--metrics-addr", "127.0.0.1:0"}));
+  int port = MetricsPort(&run);
+  ASSERT_GT(port, 0) << run.Log();
+  Wait(&run);
+  const std::string big = "lorry_changes_applied_total{subscription=\"main\",table=\"public.big\",operation=";
+  auto scrape = [&] { return ParseExposition(HttpGet(port, "/metrics").body); };
+
+  // Spooled, not applied: not counted; then rolled back: never counted.
+  auto open = ConnectProvider();
+  ASSERT_TRUE(open.Exec("BEGIN").ok());
+  ASSERT_TRUE(open.Exec("INSERT INTO big SELECT g, repeat('a', 50) FROM generate_series(100000, 119999) g").ok());
+  std::string spool = fmt::format("{}/lorry-spool-{}", std::filesystem::temp_directory_path().string(), run.pid());
+  ASSERT_TRUE(Eventually([&] {
+    std::error_code ec;
+    return std::filesystem::exists(spool) && !std::filesystem::is_empty(spool, ec);
+  }, 30)) << "nothing spooled in " << spool << "\n" << run.Log();
+  EXPECT_EQ(scrape()[big + "\"insert\"}"], 0);
+  ASSERT_TRUE(open.Exec("ROLLBACK").ok());
+
+  ProviderSql("BEGIN;"
+              "INSERT INTO big SELECT g, repeat('x', 50) FROM generate_series(2000, 21999) g;"
+              "SAVEPOINT a; INSERT INTO big SELECT g, 'rolled back' FROM generate_series(30000, 34999) g;"
+              "  UPDATE big SET v = 'rolled back' WHERE id <= 1000; ROLLBACK TO SAVEPOINT a;"
+              "UPDATE big SET v = 'kept' WHERE id BETWEEN 2000 AND 2499;"
+              "DELETE FROM big WHERE id BETWEEN 1 AND 100;"
+              "COMMIT");
+  Wait(&run);
+  EXPECT_THAT(run.Log(), HasSubstr("streamed transaction xid="));
+  std::map<std::string, double> m;
+  bool ok = Eventually([&] {
+    m = scrape();
+    return m[big + "\"insert\"}"] == 20000;
+  }, 30);
+  std::string shown;
+  for (const auto& [k, v] : m) shown += fmt::format("{} {}\n", k, v);
+  EXPECT_TRUE(ok) << shown << "\n--- log:\n" << run.Log();
+  EXPECT_EQ(m[big + "\"update\"}"], 500) << shown;
+  EXPECT_EQ(m[big + "\"delete\"}"], 100) << shown;
+  EXPECT_EQ(run.Terminate(), 0) << run.Log();
 }
 
 TEST_F(Metrics, StatusNeedsOnlyTheSubscriberAndWatchRedraws) {

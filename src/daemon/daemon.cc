@@ -751,8 +751,15 @@ class Session {
     return spool_->Append(decoder.stream_xid(), XidOf(msg), raw);
   }
 
+  // The metrics observer sees a streamed transaction as it is applied: as
+  // an ordinary one, at STREAM COMMIT (never what was spooled, nor aborted).
   Status ApplyStreamed(const protocol::StreamCommitMsg& c) {
-    LORRY_RETURN_IF_ERROR(applier_->Handle(protocol::BeginMsg{c.commit_lsn, c.commit_time, c.xid}));
+    auto observe = [&](const protocol::PgOutputMessage& m) {
+      if (observer_) observer_->OnMessage(m);
+    };
+    protocol::PgOutputMessage begin = protocol::BeginMsg{c.commit_lsn, c.commit_time, c.xid};
+    LORRY_RETURN_IF_ERROR(applier_->Handle(begin));
+    observe(begin);
     // The spooled messages were sent inside stream blocks (they carry an
     // xid): decode them as such.
     protocol::PgOutputDecoder replay(proto_version_);
@@ -763,9 +770,13 @@ class Session {
     LORRY_RETURN_IF_ERROR(spool_->Replay(c.xid, [&](std::string_view raw) -> Status {
       LORRY_ASSIGN_OR_RETURN(auto m, replay.Decode(raw));
       messages++;
-      return applier_->Handle(m);
+      LORRY_RETURN_IF_ERROR(applier_->Handle(m));
+      observe(m);
+      return Status::Ok();
     }));
-    LORRY_RETURN_IF_ERROR(applier_->Handle(protocol::CommitMsg{0, c.commit_lsn, c.end_lsn, c.commit_time}));
+    protocol::PgOutputMessage commit = protocol::CommitMsg{0, c.commit_lsn, c.end_lsn, c.commit_time};
+    LORRY_RETURN_IF_ERROR(applier_->Handle(commit));
+    observe(commit);
     spdlog::info("sub={} streamed transaction xid={} committed at {}: {} messages applied from the spool ({} kB)",
                  config_.name, c.xid, c.commit_lsn.ToString(), messages, (bytes - spool_->bytes()) / 1024);
     return Status::Ok();
@@ -774,7 +785,7 @@ class Session {
   // Applies one message; an apply error rolls back (see Stream()).
   Status Apply(const protocol::PgOutputDecoder& decoder, const protocol::PgOutputMessage& msg,
                std::string_view raw) {
-    // Streamed (in-progress) transactions are not counted by the metrics observer yet.
+    // Streamed (in-progress) transactions are observed when applied (ApplyStreamed).
     bool streamed = decoder.in_stream() || IsStreamControl(msg);
     if (observer_ && !streamed) observer_->OnMessage(msg);
     Status s = streamed ? OnStreamed(decoder, msg, raw) : applier_->Handle(msg);
