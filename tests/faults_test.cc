@@ -1,7 +1,8 @@
 // Fault injection: `lorry run` survives by itself, without loss or
 // duplicates, connections cut in the middle of a transaction and networks
 // that drop every packet (a TcpProxy between lorry and a server), and an
-// invalidated slot is reported with the way out, never re-created.
+// invalidated slot (while stopped or while streaming) is reported with the
+// way out, never re-created.
 // kill -9 of lorry and restarts of either server: replication_test.cc.
 //
 // Each test ends with `lorry compare` clean (and the row-by-row dumps when
@@ -182,6 +183,56 @@ TEST_F(Faults, InvalidatedSlotIsReportedNeverRecreated) {
   EXPECT_NE(status.out.find("lorry resync --all"), std::string::npos) << status.all();
   // Not dropped, not re-created from a later point.
   EXPECT_EQ(ProviderValue("SELECT restart_lsn::text FROM pg_replication_slots"), slot_before);
+  EXPECT_EQ(ProviderValue("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lorry_main'"), "lost");
+}
+
+// The same while `run` streams: its apply session waits on a lock on the
+// subscriber, so the slot falls behind while the walsender is connected; the
+// provider invalidates the slot (ending that walsender). Once the lock is
+// gone, run finds the slot lost when it reconnects and stops, in its log and
+// in `status`, with the way out; the slot is neither dropped nor re-created.
+TEST_F(Faults, SlotInvalidatedWhileStreamingIsReportedNeverRecreated) {
+  if (provider_cluster()->major_version() < 13) GTEST_SKIP() << "max_slot_wal_keep_size is PostgreSQL 13+";
+  InitAndAdd();
+  auto run = Run(Provider(), Subscriber());
+  Wait(run.get());
+  auto blocker = ConnectSubscriber();
+  ASSERT_TRUE(blocker.Exec("BEGIN; LOCK TABLE f IN ACCESS EXCLUSIVE MODE").ok());
+  ProviderSql("INSERT INTO f VALUES (1000, 0, 'behind')");
+  ASSERT_TRUE(Eventually([&] {
+    return SubscriberValue("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                           "application_name = 'lorry_apply' AND wait_event_type = 'Lock'") == "1";
+  }, 30)) << run->Log();
+  ASSERT_EQ(ProviderValue("SELECT active FROM pg_replication_slots WHERE slot_name = 'lorry_main'"), "t");
+
+  struct Reset {  // the provider cluster is shared by the tests of this process
+    testing::LocalCluster* c;
+    ~Reset() { (void)c->Execute("ALTER SYSTEM RESET max_slot_wal_keep_size; SELECT pg_reload_conf()"); }
+  } reset{provider_cluster()};
+  ProviderSql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+  ProviderSql("SELECT pg_reload_conf()");
+  ASSERT_TRUE(Eventually([&] {
+    ProviderSql("CREATE TEMP TABLE filler AS SELECT g FROM generate_series(1, 100000) g; DROP TABLE filler");
+    ProviderSql("SELECT pg_switch_wal()");
+    ProviderSql("CHECKPOINT");
+    return ProviderValue("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lorry_main'") == "lost";
+  }, 60)) << run->Log();
+  EXPECT_TRUE(run->Running()) << run->Log();
+  ASSERT_TRUE(blocker.Exec("ROLLBACK").ok());
+
+  ASSERT_TRUE(Eventually([&] { return !run->Running(); }, 60)) << run->Log();
+  EXPECT_EQ(run->Terminate(), 2) << run->Log();
+  std::string log = run->Log();
+  EXPECT_NE(log.find("stopping: replication slot lorry_main on the provider was invalidated"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("lorry resync --all"), std::string::npos) << log;
+  EXPECT_NE(log.find("provider changes since 0/"), std::string::npos) << log;
+  EXPECT_EQ(log.find("created slot"), log.rfind("created slot")) << "created once, at the start:\n" << log;
+  auto status = RunLorry(Args({"status"}));
+  EXPECT_NE(status.out.find("was invalidated"), std::string::npos) << status.all();
+  EXPECT_NE(status.out.find("lorry resync --all"), std::string::npos) << status.all();
+  // Still there, still lost: not dropped, not re-created from a later point.
+  EXPECT_EQ(ProviderValue("SELECT count(*) FROM pg_replication_slots"), "1");
   EXPECT_EQ(ProviderValue("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lorry_main'"), "lost");
 }
 

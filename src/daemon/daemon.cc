@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <set>
@@ -311,11 +312,15 @@ class Session {
   // Never re-created silently: the changes it no longer has are lost to
   // lorry, and only copying the tables again makes the subscriber whole.
   Status SlotInvalidated() const {
+    // The furthest position recorded as applied (the stream's start when
+    // nothing was recorded since).
+    Lsn since = std::max({sub_.consistent_lsn.value_or(Lsn()), sub_.confirmed_lsn.value_or(Lsn()),
+                          sub_.last_commit_lsn.value_or(Lsn()), persisted_confirmed_});
     return Status::Precondition(fmt::format(
         "replication slot {} on the provider was invalidated (wal_status=lost: the provider removed WAL it still "
         "needed, see max_slot_wal_keep_size): provider changes since {} are lost to lorry. Copy every table again "
         "with `lorry resync --all` (then `lorry run`)",
-        names_.slot, sub_.confirmed_lsn ? sub_.confirmed_lsn->ToString() : "lorry last ran"));
+        names_.slot, since.valid() ? since.ToString() : "lorry last ran"));
   }
 
   Status LoadFilter() {
