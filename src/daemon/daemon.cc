@@ -309,6 +309,34 @@ class Session {
     return RebuildLeftoverIndexes();
   }
 
+  // START_REPLICATION refused with "replication slot ... is active for PID
+  // N": a walsender still streams the slot to a connection of an earlier
+  // session whose close never reached the provider (a network that dropped
+  // it); the provider would end it only after wal_sender_timeout. Only the
+  // run holding the lease streams from the slot, so it is stale: end it.
+  // True when it is gone (start again).
+  bool EndStaleWalsender(const Status& refused) {
+    static const std::string kActive = "is active for PID ";
+    size_t at = refused.message().find(kActive);
+    if (at == std::string::npos) return false;
+    std::string pid = std::to_string(std::atoi(refused.message().c_str() + at + kActive.size()));
+    auto ended = provider_.ExecParams("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                                      "WHERE slot_name = $1 AND active_pid = $2::int",
+                                      {names_.slot, pid});
+    if (!ended.ok() || ended->rows() == 0 || !ended->GetBool(0, 0)) return false;
+    spdlog::warn("sub={} ended walsender pid {} on the provider: it was still streaming slot {} to a connection "
+                 "this subscription's runs no longer use",
+                 config_.name, pid, names_.slot);
+    for (auto until = Clock::now() + std::chrono::seconds(10); Clock::now() < until && !stop_.load();) {
+      auto active = provider_.QueryValue("SELECT active_pid::text FROM pg_replication_slots WHERE slot_name = $1",
+                                         {names_.slot});
+      if (!active.ok()) return false;
+      if (active->value_or("") != pid) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
   // Never re-created silently: the changes it no longer has are lost to
   // lorry, and only copying the tables again makes the subscriber whole.
   Status SlotInvalidated() const {
@@ -613,7 +641,9 @@ class Session {
       spdlog::info("sub={} publications {} were created after position {}: the stream asks for them from {}",
                    config_.name, fmt::join(gate_->waiting(), ", "), start.ToString(), GateText());
     std::string options = StreamOptions(proto_version_, stream_publications_);
-    if (Status st = repl_.StartReplication(names_.slot, start, options); !st.ok()) {
+    Status started = repl_.StartReplication(names_.slot, start, options);
+    if (!started.ok() && EndStaleWalsender(started)) started = repl_.StartReplication(names_.slot, start, options);
+    if (Status st = started; !st.ok()) {
       // Invalidated since the check at start, or while streaming.
       if (st.message().find("can no longer get changes from replication slot") != std::string::npos ||
           st.message().find("has been invalidated") != std::string::npos)
