@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "fixture.h"
+#include "pg/replication_conn.h"
 #include "tcp_proxy.h"
 
 namespace lorry::test {
@@ -239,6 +240,28 @@ TEST_F(Faults, SlotInvalidatedWhileStreamingIsReportedNeverRecreated) {
   // Still there, still lost: not dropped, not re-created from a later point.
   EXPECT_EQ(ProviderValue("SELECT count(*) FROM pg_replication_slots"), "1");
   EXPECT_EQ(ProviderValue("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lorry_main'"), "lost");
+}
+
+// The server's side of lorry's TCP connections notices a vanished client as
+// quickly as lorry notices a vanished server: a session left behind by a
+// network that dropped its close (holding the run lock or the lease row) is
+// ended within about 30 s, not the kernel's two hours.
+TEST_F(Faults, LorrySessionsAskTheServerForTcpKeepalives) {
+  auto check = [](pg::PgConn& c, const std::string& what) {
+    // Simple queries only: a replication connection takes no extended protocol.
+    for (auto [name, want] : {std::pair{"tcp_keepalives_idle", "10"}, std::pair{"tcp_keepalives_interval", "5"},
+                              std::pair{"tcp_keepalives_count", "3"}, std::pair{"tcp_user_timeout", "30000"}}) {
+      auto r = c.Exec(std::string("SHOW ") + name);
+      ASSERT_TRUE(r.ok()) << what << ": " << r.status().message();
+      EXPECT_EQ(r->Get(0, 0), want) << what << " " << name;
+    }
+  };
+  auto plain = pg::PgConn::Connect(Subscriber(), {{}, "subscriber"});
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  check(*plain, "subscriber session");
+  auto repl = pg::ReplicationConn::Connect(Provider(), "provider");
+  ASSERT_TRUE(repl.ok()) << repl.status().message();
+  check(repl->conn(), "replication session");
 }
 
 }  // namespace

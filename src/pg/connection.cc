@@ -88,6 +88,10 @@ PgConn::~PgConn() {
   if (conn_) PQfinish(conn_);
 }
 
+const char* const kServerKeepaliveSql =
+    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; "
+    "SET tcp_user_timeout = 30000";
+
 Result<PgConn> PgConn::Connect(const std::string& conninfo, const ConnectOptions& options) {
   // The conninfo string is expanded as "dbname" (expand_dbname=1); later
   // keywords override what it says, which is how replication=database and
@@ -136,6 +140,18 @@ Result<PgConn> PgConn::Connect(const std::string& conninfo, const ConnectOptions
   // terminal; keep them for debugging.
   PQsetNoticeProcessor(
       conn, [](void*, const char* message) { SPDLOG_DEBUG("server notice: {}", TrimMessage(message)); }, nullptr);
+  // The same on the server's side of a TCP connection: a lorry session
+  // whose client vanished behind such a network (holding the run lock, the
+  // lease row or a slot) is ended by the server within about 30 s too,
+  // instead of after the kernel's two hours. Best effort (a pooler may refuse).
+  const char* host = PQhost(conn);
+  if (host && *host && *host != '/') {
+    PGresult* set = PQexec(conn, kServerKeepaliveSql);
+    if (PQresultStatus(set) != PGRES_COMMAND_OK)
+      SPDLOG_DEBUG("{}: server keepalive settings not taken: {}", options.role,
+                   TrimMessage(PQresultErrorMessage(set)));
+    PQclear(set);
+  }
   PgConn c;
   c.conn_ = conn;
   c.label_ = MakeLabel(conn, options.role);
