@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 #include "fixture.h"
@@ -196,6 +197,39 @@ TEST_F(Standby, DeposedRunCommitsNothing) {
   SubscriberSql("UPDATE lorry.subscriptions SET lease_owner = NULL, lease_expires_at = NULL, lease_pids = NULL");
   ASSERT_TRUE(Eventually([&] { return Rows() == 102; }, 60)) << a->Log();
   ExpectCompareClean({"c"}, a.get());
+}
+
+// The same for a copy: once another run owns the lease, this run's copy
+// commits no more rows (the fence runs before every copy commit); given the
+// lease back, it copies the table again from empty.
+TEST_F(Standby, DeposedRunCopiesNothingMore) {
+  BothSql("CREATE TABLE big (id int PRIMARY KEY, v text)");
+  ProviderSql("INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 8000) g");
+  ProviderSql("ANALYZE big");
+  ASSERT_EQ(RunLorry(Args({"init"})).exit_code, 0);
+  ASSERT_EQ(RunLorry(Args({"add", "big"})).exit_code, 0);
+  std::string config = fmt::format("/tmp/lorry-standby-test-{}.toml", getpid());
+  std::ofstream(config) << "[copy]\njobs = 1\nindex_jobs = 1\nsplit_tables_larger_than = \"64kB\"\n";
+  auto args = Args({"run", "-c", config});
+  setenv("LORRY_FAULT_SLEEP", "copy_range:400", 1);  // each copied range waits before its commit
+  auto a = std::make_unique<LorryProcess>(args);
+  unsetenv("LORRY_FAULT_SLEEP");
+  auto count = [&] { return std::stoll(SubscriberValue("SELECT count(*) FROM big")); };
+  ASSERT_TRUE(Eventually([&] { return count() > 0; }, 60)) << a->Log();
+  auto intruder = ConnectSubscriber();
+  ASSERT_TRUE(intruder.Exec("UPDATE lorry.subscriptions SET lease_owner = 'intruder:1:0', "
+                            "lease_expires_at = now() + interval '1 hour', lease_pids = ARRAY[pg_backend_pid()]")
+                  .ok());
+  int64_t at_takeover = count();
+  ASSERT_TRUE(Eventually([&] { return a->Log().find("lost the run lease") != std::string::npos; }, 30)) << a->Log();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(count(), at_takeover) << a->Log();
+  EXPECT_LT(at_takeover, 8000) << "the copy was over before the takeover: nothing tested";
+  SubscriberSql("UPDATE lorry.subscriptions SET lease_owner = NULL, lease_expires_at = NULL, lease_pids = NULL");
+  auto w = RunLorry(Args({"wait", "--timeout", "120"}), 150);
+  ASSERT_EQ(w.exit_code, 0) << w.all() << a->Log();
+  ExpectCompareClean({"big"}, a.get());
+  std::remove(config.c_str());
 }
 
 // The fencing function itself: it fails for a run that does not own the

@@ -226,6 +226,7 @@ class Session {
     plan.index_jobs = config_.copy.index_jobs;
     plan.split_tables_larger_than = config_.copy.split_tables_larger_than;
     plan.maintenance_work_mem = config_.copy.maintenance_work_mem;
+    plan.fence_sql = lease_->CheckSql();
     return plan;
   }
 
@@ -244,7 +245,8 @@ class Session {
     LORRY_ASSIGN_OR_RETURN(auto copied, TablesIn(TableStateKind::kCopying));
     for (const auto& t : copied)
       LORRY_RETURN_IF_ERROR(
-          sync::CompleteTable(config_.subscriber, config_.name, t.name, TableStateKind::kCatchingUp));
+          sync::CompleteTable(CopyPlanFor("", Lsn(), TableStateKind::kCatchingUp), t.name,
+                              TableStateKind::kCatchingUp));
     return Status::Ok();
   }
 

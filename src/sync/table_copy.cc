@@ -172,6 +172,13 @@ Status EmptyTable(pg::PgConn& subscriber, const pg::QualifiedName& table) {
   return subscriber.Exec(fmt::format("DELETE FROM {}", table.Quoted())).status();
 }
 
+// Inside a copy transaction, before its COMMIT: fails when this run may no
+// longer write (CopyPlan::fence_sql).
+Status Fence(const CopyPlan& plan, pg::PgConn& subscriber) {
+  if (plan.fence_sql.empty()) return Status::Ok();
+  return subscriber.Exec(plan.fence_sql).status().WithContext("copy");
+}
+
 // The `begin` phase: verify the table is empty, defer its indexes, mark it
 // `copying`, in one subscriber transaction.
 Status BeginTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
@@ -192,6 +199,7 @@ Status BeginTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
           "copies it on its next start; or `lorry remove` it",
           t->table.Display(), t->table.Display(), t->table.Quoted()));
     LORRY_ASSIGN_OR_RETURN(auto deferred, DeferIndexes(subscriber, plan.subscription, t->table));
+    LORRY_RETURN_IF_ERROR(Fence(plan, subscriber));
     LORRY_RETURN_IF_ERROR(state.SetState(t->table, TableStateKind::kCopying));
     LORRY_RETURN_IF_ERROR(
         subscriber
@@ -222,7 +230,8 @@ Status BeginTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
 Status FinishTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
   StateStore state(&subscriber, plan.subscription);
   LORRY_RETURN_IF_ERROR(subscriber.Exec("BEGIN").status());
-  Status s = state.SetCopyProgress(t->table, t->rows.load(), t->bytes.load());
+  Status s = Fence(plan, subscriber);
+  if (s.ok()) s = state.SetCopyProgress(t->table, t->rows.load(), t->bytes.load());
   if (s.ok())
     s = subscriber
             .ExecParams("UPDATE lorry.tables SET copy_finished_at = now(), sync_lsn = $4 WHERE subscription = $1 "
@@ -302,6 +311,10 @@ class Worker {
     }
     FaultPoint("copy_range");
     LORRY_ASSIGN_OR_RETURN(auto done, subscriber_.EndCopyIn());
+    if (Status fenced = Fence(plan_, subscriber_); !fenced.ok()) {
+      (void)subscriber_.Exec("ROLLBACK");
+      return fenced;
+    }
     LORRY_RETURN_IF_ERROR(subscriber_.Exec("COMMIT").status());
     // The subscriber's own count is exact (binary COPY also sends a header
     // and a trailer message).
@@ -363,7 +376,7 @@ class IndexBuilder {
       FaultPoint("index_rebuild");
       Status s = RebuildDeferredIndexes(plan_.subscriber_conninfo, plan_.subscription, table, 1,
                                         plan_.maintenance_work_mem, stop_);
-      if (s.ok()) s = CompleteTable(plan_.subscriber_conninfo, plan_.subscription, table, plan_.done_state);
+      if (s.ok()) s = CompleteTable(plan_, table, plan_.done_state);
       if (!s.ok()) {
         std::lock_guard<std::mutex> l(mu_);
         if (error_.ok()) error_ = s;
@@ -438,10 +451,17 @@ class ProgressReporter {
 
 }  // namespace
 
-Status CompleteTable(const std::string& subscriber_conninfo, const std::string& subscription,
-                     const pg::QualifiedName& table, TableStateKind state) {
-  LORRY_ASSIGN_OR_RETURN(auto conn, pg::PgConn::Connect(subscriber_conninfo, CopyOptions("subscriber")));
-  LORRY_RETURN_IF_ERROR(StateStore(&conn, subscription).SetState(table, state));
+Status CompleteTable(const CopyPlan& plan, const pg::QualifiedName& table, TableStateKind state) {
+  LORRY_ASSIGN_OR_RETURN(auto conn, pg::PgConn::Connect(plan.subscriber_conninfo, CopyOptions("subscriber")));
+  const std::string& subscription = plan.subscription;
+  LORRY_RETURN_IF_ERROR(conn.Exec("BEGIN").status());
+  Status s = Fence(plan, conn);
+  if (s.ok()) s = StateStore(&conn, subscription).SetState(table, state);
+  if (!s.ok()) {
+    (void)conn.Exec("ROLLBACK");
+    return s;
+  }
+  LORRY_RETURN_IF_ERROR(conn.Exec("COMMIT").status());
   spdlog::info("sub={} table={} copy complete with its indexes: {}", subscription, table.Display(),
                TableStateName(state));
   return Status::Ok();

@@ -50,6 +50,10 @@ struct CopyPlan {
   int index_jobs = 2;
   int64_t split_tables_larger_than = 512LL << 20;
   std::string maintenance_work_mem = "256MB";
+  // A SELECT run before every commit of copied rows or copy state, which
+  // fails once this run may no longer write (the run lease's fencing,
+  // daemon/run_lease.h); empty: none.
+  std::string fence_sql;
 };
 
 // Copies every task. A table that cannot be copied for a reason of its own
@@ -67,8 +71,8 @@ Status CopyTables(const CopyPlan& plan, const std::vector<CopyTask>& tasks, cons
 Status ResetInterruptedCopies(pg::PgConn& subscriber, const std::string& subscription, Lsn resume_lsn);
 
 // Moves a table whose rows and indexes are all in out of `copying`.
-Status CompleteTable(const std::string& subscriber_conninfo, const std::string& subscription,
-                     const pg::QualifiedName& table, TableStateKind state);
+// `plan`: its connection, subscription and fence.
+Status CompleteTable(const CopyPlan& plan, const pg::QualifiedName& table, TableStateKind state);
 
 // WHERE clauses that split a table into `n` disjoint ranges covering every
 // row. By block (ctid, PostgreSQL 14+): [0, blocks) in contiguous block
