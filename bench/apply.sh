@@ -189,98 +189,26 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 
 # ------------------------------------------------------------ temp dir, trap
-TMP=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/lorry-apply.XXXXXX")
-chmod 755 "$TMP"
-AS_PG=()
-if [ "$(id -u)" -eq 0 ]; then
-  id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user (from postgresql-common)"
-  AS_PG=(runuser -u postgres --)
-  chown postgres: "$TMP"
-fi
-mkdir -p "$TMP/logs" "$TMP/samples"; chmod 777 "$TMP/logs" "$TMP/samples"
-BG_PIDS=()   # background processes of ours to end at exit
-SERVERS=()   # data directories of running servers
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  for d in "${SERVERS[@]}"; do "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1 || true; done
-  if [ "$KEEP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-forget() { # pids...: no longer ours to end at exit (they were waited for)
-  local keep=() p q
-  for p in "${BG_PIDS[@]}"; do
-    for q in "$@"; do [ "$p" != "$q" ] || continue 2; done
-    keep+=("$p")
-  done
-  BG_PIDS=("${keep[@]}")
-}
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
+bench_temp_dir apply
+mkdir -p "$TMP/samples"; chmod 777 "$TMP/samples"
 LIMIT=(timeout --foreground --signal=TERM)   # + $TIMEOUT: one step at most that long
 
 # ------------------------------------------------------------------ servers
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 30000))
-    [ "$p" != "${PPORT:-}" ] && port_free "$p" && { echo "$p"; return; }
-  done
-  die "no free port found"
-}
-
-start_server() { # name port
-  local dir=$TMP/$1
-  "${AS_PG[@]}" "$PG_BINDIR/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$TMP/logs/initdb-$1.log" 2>&1 ||
-    { cat "$TMP/logs/initdb-$1.log" >&2; die "initdb $1 failed"; }
-  cat >>"$dir/postgresql.conf" <<EOF
-# lorry apply bench: identical on both servers; fsync and synchronous_commit
-# stay at their defaults (on). Native subscriptions apply with their own
-# default synchronous_commit = off; lorry sets it on for its apply session.
-listen_addresses = '127.0.0.1'
-port = $2
-unix_socket_directories = '$dir'
-shared_buffers = 256MB
-maintenance_work_mem = 256MB
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-wal_level = logical
-max_replication_slots = 20
-max_wal_senders = 20
-max_logical_replication_workers = 8
+# fsync and synchronous_commit stay at their defaults (on). Native
+# subscriptions apply with their own default synchronous_commit = off.
+SERVER_CONF="max_logical_replication_workers = 8
 max_sync_workers_per_subscription = 2
 max_worker_processes = 20
-# The launcher starts apply workers at most once per wal_retrieve_retry_interval
-# (default 5 s): ENABLE could wait that long before the worker starts.
-wal_retrieve_retry_interval = 100ms
-max_connections = 100
-log_min_messages = warning
-EOF
-  if [ "$PROFILE" = 1 ]; then
-    printf '%s\n' "shared_preload_libraries = 'pg_stat_statements'" "pg_stat_statements.track = all" \
-      "pg_stat_statements.track_planning = on" >>"$dir/postgresql.conf"
-  fi
-  SERVERS+=("$dir")
-  "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$dir" -l "$TMP/logs/server-$1.log" -w start >/dev/null ||
-    { tail -20 "$TMP/logs/server-$1.log" >&2; die "server $1 did not start"; }
-}
-
-PPORT=$(pick_port); start_server provider "$PPORT"
-SPORT=$(pick_port); start_server subscriber "$SPORT"
-log "provider on 127.0.0.1:$PPORT, subscriber on 127.0.0.1:$SPORT, temp dir $TMP"
-
-PSQL_P=(env PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PPORT" -U postgres)
-PSQL_S=(env PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SPORT" -U postgres)
-pp() { local db=$1; shift; "${PSQL_P[@]}" -d "$db" "$@"; }
-ps_() { local db=$1; shift; "${PSQL_S[@]}" -d "$db" "$@"; }
-pconn() { echo "host=127.0.0.1 port=$PPORT user=postgres dbname=$1"; }
-sconn() { echo "host=127.0.0.1 port=$SPORT user=postgres dbname=$1"; }
+log_min_messages = warning"
+if [ "$PROFILE" = 1 ]; then
+  SERVER_CONF+="
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+pg_stat_statements.track_planning = on"
+fi
+start_both_servers
 L=("$LORRY_BIN")
 LOPTS=(--provider "$(pconn bench)" --subscriber "$(sconn sub_lorry)" --name bench)
 lorry() { local cmd=$1; shift; "${L[@]}" "$cmd" "${LOPTS[@]}" "$@"; }

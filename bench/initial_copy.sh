@@ -161,84 +161,15 @@ if [[ " ${METHOD_LIST[*]} " == *" lorry "* ]] && [ -x "$LORRY_BIN" ] &&
 fi
 
 # ------------------------------------------------------------ temp dir, trap
-TMP=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/lorry-bench.XXXXXX")
-chmod 755 "$TMP"
-AS_PG=()
-if [ "$(id -u)" -eq 0 ]; then
-  id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user (from postgresql-common)"
-  AS_PG=(runuser -u postgres --)
-  chown postgres: "$TMP"
-fi
-mkdir -p "$TMP/logs"; chmod 777 "$TMP/logs"
-BG_PIDS=()   # background processes of ours to end at exit
-SERVERS=()   # data directories of running servers
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  for d in "${SERVERS[@]}"; do "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1 || true; done
-  if [ "$KEEP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
+bench_temp_dir bench
 
 # ------------------------------------------------------------------ servers
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 30000))
-    [ "$p" != "${PPORT:-}" ] && port_free "$p" && { echo "$p"; return; }
-  done
-  die "no free port found"
-}
-
-start_server() { # name port wal_level
-  local dir=$TMP/$1
-  "${AS_PG[@]}" "$PG_BINDIR/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$TMP/logs/initdb-$1.log" 2>&1 ||
-    { cat "$TMP/logs/initdb-$1.log" >&2; die "initdb $1 failed"; }
-  cat >>"$dir/postgresql.conf" <<EOF
-# lorry bench: identical on both servers, tuned for bulk load, fsync stays on
-listen_addresses = '127.0.0.1'
-port = $2
-unix_socket_directories = '$dir'
-shared_buffers = 256MB
-maintenance_work_mem = 256MB
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-wal_level = logical
-max_replication_slots = 20
-max_wal_senders = 20
-max_logical_replication_workers = $((JOBS + 4))
+SERVER_CONF="max_logical_replication_workers = $((JOBS + 4))
 max_sync_workers_per_subscription = $JOBS
-max_worker_processes = $((JOBS + 16))
-# PostgreSQL 15's logical replication launcher starts workers at most once per
-# wal_retrieve_retry_interval (default 5s), counted from its last wake-up: a new
-# subscription could wait up to 5 s before anything happens. Not copy speed.
-wal_retrieve_retry_interval = 100ms
-max_connections = 100
-EOF
-  SERVERS+=("$dir")
-  "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$dir" -l "$TMP/logs/server-$1.log" -w start >/dev/null ||
-    { tail -20 "$TMP/logs/server-$1.log" >&2; die "server $1 did not start"; }
-}
-
-PPORT=$(pick_port); start_server provider "$PPORT"
-SPORT=$(pick_port); start_server subscriber "$SPORT"
-log "provider on 127.0.0.1:$PPORT, subscriber on 127.0.0.1:$SPORT, temp dir $TMP"
-
-# psql on the provider (pp) or the subscriber (ps): pp DB [psql args...]
-# (NOTICEs such as "database ... does not exist, skipping" are noise here)
-PSQL_P=(env PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PPORT" -U postgres)
-PSQL_S=(env PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SPORT" -U postgres)
-pp() { local db=$1; shift; "${PSQL_P[@]}" -d "$db" "$@"; }
-ps_() { local db=$1; shift; "${PSQL_S[@]}" -d "$db" "$@"; }
-pconn() { echo "host=127.0.0.1 port=$PPORT user=postgres dbname=$1"; }
-sconn() { echo "host=127.0.0.1 port=$SPORT user=postgres dbname=$1"; }
+max_worker_processes = $((JOBS + 16))"
+start_both_servers
 puri() { echo "postgres://postgres@127.0.0.1:$PPORT/$1"; }
 suri() { echo "postgres://postgres@127.0.0.1:$SPORT/$1"; }
 
@@ -405,14 +336,6 @@ reset_target() { # db schema_file|"" : fresh empty subscriber db, optional schem
 elapsed() { SECS=$(awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'); }
 LIMIT=(timeout --foreground --signal=TERM)   # + $TIMEOUT: one timed step at most that long
 
-forget() { # pids...: no longer ours to end at exit (they were waited for)
-  local keep=() p q
-  for p in "${BG_PIDS[@]}"; do
-    for q in "$@"; do [ "$p" != "$q" ] || continue 2; done
-    keep+=("$p")
-  done
-  BG_PIDS=("${keep[@]}")
-}
 
 m_lorry() { # ds target_db log
   local db=bench_$1 t=$2 log=$3 d=$TMP/$1 rc=0
