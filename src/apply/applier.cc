@@ -41,6 +41,11 @@ Status Applier::Setup() {
   // Rows are found by their key: a generic plan chosen while a table was
   // tiny (just copied) must not stay a sequential scan as it grows.
   LORRY_RETURN_IF_ERROR(conn_->Exec("SET enable_seqscan = off").status());
+  // That makes a plan that must scan (a table without a usable index, e.g.
+  // REPLICA IDENTITY FULL) cost over 10^10, far above jit_above_cost: every
+  // execution of a one-row statement would be JIT-compiled (~100 ms). Apply
+  // statements are tiny; JIT never pays off for them.
+  LORRY_RETURN_IF_ERROR(conn_->Exec("SET jit = off").status());
   // As PostgreSQL's own apply worker: the commit does not wait for the WAL
   // flush. The origin's progress is flushed with the commit record it is
   // part of, and lorry confirms to the provider only what
