@@ -148,7 +148,7 @@ TEST_F(Execute, AddsTheTablesTheScriptCreates) {
   ProviderSql("UPDATE n SET label = 'changed' WHERE id = 1");
   Wait(&run);
   ExpectSameContent("n");
-  EXPECT_EQ(SubscriberValue("SELECT state FROM lorry.tables WHERE relname = 'n'"), "ready");
+  EXPECT_EQ(SubscriberValue("SELECT state FROM lorry.tables WHERE relname = 'n'"), "ready") << run.Log();
 
   // A failing script commits nothing; transaction control is refused.
   auto bad = RunLorry(Args({"execute", Script("ALTER TABLE t ADD COLUMN x int; SELECT 1/0;")}));

@@ -51,12 +51,16 @@ struct Progress {
 Result<Progress> Poll(pg::PgConn& subscriber, const SubscriptionNames& names) {
   StateStore store(&subscriber, names.name);
   Progress p;
-  LORRY_ASSIGN_OR_RETURN(auto tables, store.ListTables());
-  for (auto& t : tables)
-    if (t.state != TableStateKind::kReady) p.not_ready.push_back(std::move(t));
+  // Positions first, tables after: a table the stream records (`execute
+  // --add`) commits with the origin's progress past it, so the tables read
+  // afterwards include it (read the other way round, a commit in between
+  // showed the position without the table, and wait returned too early).
   LORRY_ASSIGN_OR_RETURN(auto sub, store.LoadSubscription());
   p.applied = OriginProgress(subscriber, names.origin, true);
   if (sub.confirmed_lsn && (!p.applied || *sub.confirmed_lsn > *p.applied)) p.applied = sub.confirmed_lsn;
+  LORRY_ASSIGN_OR_RETURN(auto tables, store.ListTables());
+  for (auto& t : tables)
+    if (t.state != TableStateKind::kReady) p.not_ready.push_back(std::move(t));
   LORRY_ASSIGN_OR_RETURN(p.run_active, RunIsActive(subscriber, names.name));
   return p;
 }
