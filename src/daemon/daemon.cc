@@ -475,7 +475,6 @@ class Session {
     o.proto_version = proto_version_;
     o.statement_cache_size = config_.apply.statement_cache_size;
     o.limits = {config_.apply.group_max_changes, config_.apply.group_max_delay_ms};
-    o.fence_sql = lease_->CheckSql();
     table_sync_ = std::make_unique<sync::TableSync>(std::move(o), tables);
     table_sync_->PublishPosition(processed_);
     return Status::Ok();

@@ -34,16 +34,17 @@ Result<std::vector<std::string>> PublicationGate::Begin(pg::PgConn& provider, co
       out.push_back(p.name);
     }
   }
-  LORRY_RETURN_IF_ERROR(Refresh(provider, tables));
+  LORRY_RETURN_IF_ERROR(Refresh(provider, publications, tables));
   return out;
 }
 
 Status PublicationGate::Poll(pg::PgConn& provider, const std::vector<TableState>& tables) {
-  return Refresh(provider, tables);
+  LORRY_ASSIGN_OR_RETURN(auto publications, catalog::ListPublicationTables(provider, names_));
+  return Refresh(provider, publications, tables);
 }
 
-Status PublicationGate::Refresh(pg::PgConn& provider, const std::vector<TableState>& tables) {
-  LORRY_ASSIGN_OR_RETURN(auto publications, catalog::ListPublicationTables(provider, names_));
+Status PublicationGate::Refresh(pg::PgConn& provider, const std::vector<catalog::PublicationTables>& publications,
+                                const std::vector<TableState>& tables) {
   waiting_.clear();
   carried_.clear();
   gate_.reset();

@@ -69,7 +69,10 @@ class PublicationGate {
   bool Carries(const pg::QualifiedName& table) const { return carried_.count(table) > 0; }
 
  private:
-  Status Refresh(pg::PgConn& provider, const std::vector<TableState>& tables);
+  // Waiting publications, their gate, and the tables the stream carries,
+  // from the provider's current `publications`.
+  Status Refresh(pg::PgConn& provider, const std::vector<catalog::PublicationTables>& publications,
+                 const std::vector<TableState>& tables);
   // A position usable for `pub` from its horizon, once it is known.
   Result<std::optional<Lsn>> Horizon(pg::PgConn& provider, const std::string& pub);
 

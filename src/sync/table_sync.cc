@@ -111,7 +111,7 @@ std::string TableSync::UpdateCopied(const std::vector<pg::QualifiedName>& copied
   for (const auto& t : copied)
     in += fmt::format("{}({}, {})", in.empty() ? "" : ", ", pg::QuoteLiteral(t.schema), pg::QuoteLiteral(t.name));
   // Fenced like the main stream's commits: a run that lost its lease cannot commit.
-  std::string fence = options_.fence_sql.empty() ? "SELECT" : options_.fence_sql;
+  std::string fence = options_.copy.fence_sql.empty() ? "SELECT" : options_.copy.fence_sql;
   return fmt::format("WITH fence AS ({}) UPDATE lorry.tables SET {} WHERE subscription = {} AND state = 'copying' "
                      "AND (nspname, relname) IN ({}) AND EXISTS (SELECT FROM fence)",
                      fence, set, pg::QuoteLiteral(options_.copy.subscription), in);

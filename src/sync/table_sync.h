@@ -82,10 +82,8 @@ struct TableSyncOptions {
   int proto_version = 1;
   int statement_cache_size = 256;
   apply::Applier::GroupLimits limits;
-  // A SELECT run in every transaction that commits catch-up data or the
-  // hand-over, which fails when this run may no longer apply (the run
-  // lease's fencing, daemon/run_lease.h); empty: none.
-  std::string fence_sql;
+  // Catch-up and hand-over commits are fenced like the copy's, by
+  // copy.fence_sql (the run lease, daemon/run_lease.h).
 };
 
 class TableSync {
