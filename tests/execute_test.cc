@@ -55,6 +55,19 @@ class Execute : public TwoClusters {
     }
   };
   int Major() const { return provider_cluster()->major_version(); }
+  // `lorry execute` of `sql` (which adds column t.extra) while a Writer
+  // inserts into t: rows before it, then rows filling the new column after.
+  CommandResult ExecuteWhileWriting(const std::string& sql) {
+    Writer writer;
+    writer.Start(Provider());
+    EXPECT_TRUE(Eventually([&] { return writer.rows.load() > 50; }, 30));
+    auto ex = RunLorry(Args({"execute", Script(sql)}));
+    writer.with_extra = true;
+    int before = writer.rows.load();
+    if (ex.exit_code == 0) EXPECT_TRUE(Eventually([&] { return writer.rows.load() > before + 50; }, 30));
+    writer.Stop();
+    return ex;
+  }
   // Table t (id, v) with 500 rows on the provider, empty on the subscriber; init; add t.
   void CreateAndAddT() {
     BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
@@ -75,20 +88,13 @@ TEST_F(Execute, AddColumnWhileRowsAreWrittenThenRowsWithTheNewColumn) {
   LorryProcess run(Args({"run"}));
   Wait(&run);
 
-  Writer writer;
-  writer.Start(Provider());
-  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > 50; }, 30));
   // The script's own row changes are made on the subscriber by the script
   // itself, and not applied a second time from the stream.
-  auto ex = RunLorry(Args({"execute", Script("ALTER TABLE t ADD COLUMN extra int DEFAULT 7;\n"
-                                             "UPDATE t SET v = 'script ' || id WHERE id <= 10;\n"
-                                             "INSERT INTO t (id, v, extra) VALUES (0, 'inserted by the script', 1);")}));
+  auto ex = ExecuteWhileWriting("ALTER TABLE t ADD COLUMN extra int DEFAULT 7;\n"
+                                "UPDATE t SET v = 'script ' || id WHERE id <= 10;\n"
+                                "INSERT INTO t (id, v, extra) VALUES (0, 'inserted by the script', 1);");
   ASSERT_EQ(ex.exit_code, 0) << ex.all();
   EXPECT_NE(ex.out.find("the subscriber runs it"), std::string::npos) << ex.out;
-  writer.with_extra = true;
-  int before = writer.rows.load();
-  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > before + 50; }, 30));
-  writer.Stop();
   Wait(&run);
   ExpectSameContent("t");
   EXPECT_EQ(SubscriberValue("SELECT count(*) FROM t WHERE extra IS NOT NULL AND extra <> 7"),
@@ -107,18 +113,11 @@ TEST_F(Execute, LargeScriptStreamedWhileInProgressRunsOnceAtItsPoint) {
   CreateAndAddT();
   LorryProcess run(Args({"run"}));
   Wait(&run);
-  Writer writer;
-  writer.Start(Provider());
-  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > 50; }, 30));
-  auto ex = RunLorry(Args({"execute", Script("ALTER TABLE t ADD COLUMN extra int DEFAULT 7;\n"
-                                             "INSERT INTO t (id, v, extra) SELECT g, repeat('s', 60), 3 "
-                                             "FROM generate_series(1000, 30999) g;\n"
-                                             "UPDATE t SET v = 'script ' || id WHERE id <= 10;")}));
+  auto ex = ExecuteWhileWriting("ALTER TABLE t ADD COLUMN extra int DEFAULT 7;\n"
+                                "INSERT INTO t (id, v, extra) SELECT g, repeat('s', 60), 3 "
+                                "FROM generate_series(1000, 30999) g;\n"
+                                "UPDATE t SET v = 'script ' || id WHERE id <= 10;");
   ASSERT_EQ(ex.exit_code, 0) << ex.all();
-  writer.with_extra = true;
-  int before = writer.rows.load();
-  ASSERT_TRUE(Eventually([&] { return writer.rows.load() > before + 50; }, 30));
-  writer.Stop();
   Wait(&run);
   ExpectSameContent("t");
   EXPECT_EQ(SubscriberValue("SELECT count(*) FROM t WHERE v = repeat('s', 60) AND extra = 3"), "30000");

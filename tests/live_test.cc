@@ -97,6 +97,15 @@ class Live : public TwoClusters {
     Lorry({"init"});
     Lorry({"add", "steady"});
   }
+  // CreateTables, init, both tables added and copied by a run, which stopped.
+  void SetUpBothCopiedThenStopped() {
+    CreateTables();
+    Lorry({"init"});
+    Lorry({"add", "steady", "added"});
+    auto run = StartRun(0);
+    Wait(run.get());
+    EXPECT_EQ(run->Terminate(), 0) << run->Log();
+  }
   // Inserts into both tables and updates and deletes `added`'s copied rows.
   void StartLoadOnBoth() {
     StartLoad({"INSERT INTO steady VALUES (1000 + {i}, 'load')",
@@ -311,14 +320,7 @@ TEST_F(Live, ResyncUnderLoadEndsIdentical) {
 
 // `resync --all` when the slot is gone: the subscription starts afresh.
 TEST_F(Live, ResyncAllAfterTheSlotIsGone) {
-  CreateTables();
-  Lorry({"init"});
-  Lorry({"add", "steady", "added"});
-  {
-    auto run = StartRun(0);
-    Wait(run.get());
-    EXPECT_EQ(run->Terminate(), 0);
-  }
+  SetUpBothCopiedThenStopped();
   ProviderSql("SELECT pg_drop_replication_slot('lorry_main')");
   ProviderSql("UPDATE added SET v = 'while the slot was missing' WHERE id <= 100; DELETE FROM steady WHERE id < 10");
   auto refused = RunLorry(Cmd({"run"}));
@@ -337,14 +339,7 @@ TEST_F(Live, ResyncAllAfterTheSlotIsGone) {
 // `resync --all` after the slot was invalidated (max_slot_wal_keep_size):
 // the next run drops it and starts afresh.
 TEST_F(Live, ResyncAllAfterTheSlotWasInvalidated) {
-  CreateTables();
-  Lorry({"init"});
-  Lorry({"add", "steady", "added"});
-  {
-    auto run = StartRun(0);
-    Wait(run.get());
-    EXPECT_EQ(run->Terminate(), 0);
-  }
+  SetUpBothCopiedThenStopped();
   struct Reset {
     std::function<void()> f;
     ~Reset() { f(); }
