@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -10,12 +15,14 @@
 namespace lorry {
 namespace {
 
-std::string LogOne(bool json, const std::string& text) {
+std::string LogOne(bool json, const std::string& text, bool journal = false,
+                   spdlog::level::level_enum level = spdlog::level::warn) {
   std::ostringstream out;
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
   spdlog::logger logger("log_test", sink);
-  logger.set_formatter(MakeLogFormatter(json));
-  logger.warn("{}", text);
+  logger.set_formatter(MakeLogFormatter(json, journal));
+  logger.set_level(spdlog::level::trace);
+  logger.log(level, "{}", text);
   logger.flush();
   return out.str();
 }
@@ -44,6 +51,46 @@ TEST(Log, JsonEscapesControlCharacters) {
   auto tp = std::chrono::system_clock::time_point(std::chrono::milliseconds(1'700'000'000'123));
   EXPECT_EQ(JsonLogLine(tp, "info", std::string("a\x01z\n", 4)),
             "{\"ts\":\"2023-11-14T22:13:20.123Z\",\"level\":\"info\",\"msg\":\"a\\u0001z\\n\"}");
+}
+
+TEST(Log, Latin1ServerMessageStaysValidJson) {
+  // "relation \"café\" does not exist" from a server whose encoding is LATIN1.
+  std::string latin1 = "relation \"caf\xe9\" does not exist";
+  std::string line = LogOne(true, latin1);
+  nlohmann::json j;
+  ASSERT_NO_THROW(j = nlohmann::json::parse(line)) << line;
+  EXPECT_EQ(j["msg"], "relation \"caf\xef\xbf\xbd\" does not exist");  // U+FFFD
+}
+
+TEST(Log, JournalPrefixCarriesThePriorityInBothFormats) {
+  std::string json = LogOne(true, "sub=main failed", true, spdlog::level::err);
+  ASSERT_EQ(json.rfind("<3>{", 0), 0u) << json;
+  EXPECT_EQ(nlohmann::json::parse(json.substr(3))["level"], "error");
+  EXPECT_EQ(LogOne(false, "x", true, spdlog::level::warn).rfind("<4>", 0), 0u);
+  EXPECT_EQ(LogOne(false, "x", true, spdlog::level::info).rfind("<6>", 0), 0u);
+  EXPECT_EQ(LogOne(true, "x", true, spdlog::level::debug).rfind("<7>", 0), 0u);
+  EXPECT_EQ(LogOne(true, "x", false, spdlog::level::err).rfind("{", 0), 0u) << "no prefix outside the journal";
+}
+
+TEST(Log, StderrIsJournalOnlyWhenJournalStreamNamesStderr) {
+  char path[] = "/tmp/lorry_log_test_XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  struct stat st {};
+  ASSERT_EQ(fstat(fd, &st), 0);
+  std::string stream = fmt::format("{}:{}", st.st_dev, st.st_ino);
+  setenv("JOURNAL_STREAM", stream.c_str(), 1);
+  EXPECT_FALSE(StderrIsJournal()) << "stderr is not that file";
+  int saved = dup(STDERR_FILENO);
+  dup2(fd, STDERR_FILENO);
+  bool journal = StderrIsJournal();
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  close(fd);
+  unlink(path);
+  unsetenv("JOURNAL_STREAM");
+  EXPECT_TRUE(journal);
+  EXPECT_FALSE(StderrIsJournal());
 }
 
 }  // namespace
