@@ -2,6 +2,7 @@
 // (per-table counts only once durable, lag), the exposition, process stats.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -73,6 +74,34 @@ TEST(StreamObserver, FilterDecidedPerTransaction) {
   EXPECT_EQ(sink.Applied()["s.\"T x\""], (TableOpCounts{1, 0, 0, 0}));
 }
 
+// Each transaction is timed once, when the subscriber commit covering its
+// end is seen: from BEGIN received, and from its provider commit time.
+TEST(StreamObserver, TimesEachTransactionAtItsSubscriberCommit) {
+  RunMetrics sink("main");
+  StreamObserver obs(&sink, [](const pg::QualifiedName&, Lsn) { return true; });
+  int64_t an_hour_ago = ToPgMicros(std::chrono::system_clock::now() - std::chrono::hours(1));
+  obs.OnMessage(BeginMsg{Lsn(100), an_hour_ago, 7});
+  obs.OnMessage(CommitMsg{0, Lsn(100), Lsn(120), an_hour_ago});
+  obs.OnMessage(BeginMsg{Lsn(200), an_hour_ago, 8});
+  obs.OnMessage(CommitMsg{0, Lsn(200), Lsn(220), an_hour_ago});
+  obs.OnCommitted(Lsn(0));
+  EXPECT_NE(Exposition(sink).find("lorry_transaction_apply_seconds_count{subscription=\"main\"} 0"),
+            std::string::npos) << "nothing committed yet";
+  obs.OnCommitted(Lsn(120));
+  obs.OnCommitted(Lsn(120));  // once only
+  std::string text = Exposition(sink);
+  EXPECT_NE(text.find("lorry_transaction_apply_seconds_count{subscription=\"main\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("lorry_transaction_apply_seconds_bucket{subscription=\"main\",le=\"1\"} 1"),
+            std::string::npos) << text;
+  // An hour behind: above the 900 s bucket, within the 3600 s one (give or take a second).
+  EXPECT_NE(text.find("lorry_commit_to_apply_delay_seconds_bucket{subscription=\"main\",le=\"900\"} 0"),
+            std::string::npos) << text;
+  obs.OnDurable(Lsn(220));
+  text = Exposition(sink);
+  EXPECT_NE(text.find("lorry_commit_to_apply_delay_seconds_count{subscription=\"main\"} 2"), std::string::npos)
+      << text;
+}
+
 TEST(RunMetrics, LagSecondsIsZeroWhenCaughtUp) {
   auto now = std::chrono::system_clock::now();
   EXPECT_EQ(LagSeconds(0, now), 0);
@@ -92,6 +121,8 @@ TEST(RunMetrics, ExpositionHasTheMainSeries) {
   m.SetProvider({Lsn(1500), true, true, Lsn(900), 4096});
   m.SetTables({{"public.t", "copying", 10, 2048, 8192, 2}});
   m.OnFailure("connection");
+  m.ObserveTransaction(0.004, 0.3);
+  m.ObserveTransaction(0.008, 7200);
   std::string text = Exposition(m);
   for (const char* want : {
            "lorry_changes_applied_total{subscription=\"main\",table=\"public.t\",operation=\"insert\"} 3",
@@ -109,6 +140,13 @@ TEST(RunMetrics, ExpositionHasTheMainSeries) {
            "lorry_table_size_bytes{subscription=\"main\",table=\"public.t\"} 8192",
            "# TYPE lorry_changes_applied_total counter",
            "# TYPE lorry_apply_lag_bytes gauge",
+           "lorry_build_info{subscription=\"main\",version=\"" LORRY_VERSION "\"} 1",
+           "# TYPE lorry_transaction_apply_seconds histogram",
+           "lorry_transaction_apply_seconds_bucket{subscription=\"main\",le=\"0.005\"} 1",
+           "lorry_transaction_apply_seconds_bucket{subscription=\"main\",le=\"0.01\"} 2",
+           "lorry_transaction_apply_seconds_count{subscription=\"main\"} 2",
+           "lorry_commit_to_apply_delay_seconds_bucket{subscription=\"main\",le=\"0.5\"} 1",
+           "lorry_commit_to_apply_delay_seconds_bucket{subscription=\"main\",le=\"+Inf\"} 2",
        })
     EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
 }
@@ -131,8 +169,14 @@ TEST(RunMetrics, DeployFilesUseExportedNames) {
     std::string s = text.str();
     std::regex name(R"(\b((lorry|process)_[a-z_]+)\b)");
     int used = 0;
-    for (auto it = std::sregex_iterator(s.begin(), s.end(), name); it != std::sregex_iterator(); ++it, ++used)
-      EXPECT_TRUE(exported.count((*it)[1])) << file << " uses " << (*it)[1] << ", which lorry does not export";
+    for (auto it = std::sregex_iterator(s.begin(), s.end(), name); it != std::sregex_iterator(); ++it, ++used) {
+      std::string used_name = (*it)[1];
+      // A histogram's series: NAME_bucket, NAME_sum, NAME_count.
+      for (const char* suffix : {"_bucket", "_sum", "_count"})
+        if (used_name.ends_with(suffix) && exported.count(used_name.substr(0, used_name.size() - strlen(suffix))))
+          used_name.resize(used_name.size() - strlen(suffix));
+      EXPECT_TRUE(exported.count(used_name)) << file << " uses " << used_name << ", which lorry does not export";
+    }
     EXPECT_GT(used, 5) << file;
   }
 }

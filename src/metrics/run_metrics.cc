@@ -31,6 +31,11 @@ class Families {
       m.gauge.value = value;
     f->metric.push_back(std::move(m));
   }
+  // A histogram sample (prometheus::Histogram::Collect) with the subscription label.
+  void AddHistogram(const std::string& name, const std::string& help, ClientMetric m) {
+    m.label.insert(m.label.begin(), {"subscription", sub_});
+    Family(name, help, MetricType::Histogram)->metric.push_back(std::move(m));
+  }
   // A family with no samples yet still shows HELP and TYPE.
   MetricFamily* Family(const std::string& name, const std::string& help, MetricType type) {
     for (auto& f : out_)
@@ -67,10 +72,30 @@ double LagSeconds(int64_t oldest_pending_commit_pg_us, std::chrono::system_clock
   return std::max<int64_t>(0, now_us - oldest_pending_commit_pg_us) / 1e6;
 }
 
+const prometheus::Histogram::BucketBoundaries& ApplySecondsBuckets() {
+  static const prometheus::Histogram::BucketBoundaries b = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10,
+                                                            30,     60,    300};
+  return b;
+}
+
+const prometheus::Histogram::BucketBoundaries& DelaySecondsBuckets() {
+  static const prometheus::Histogram::BucketBoundaries b = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                            2.5,   5,    10,    30,   60,  300,  900, 3600};
+  return b;
+}
+
 RunMetrics::RunMetrics(std::string subscription)
     : subscription_(std::move(subscription)),
       start_time_seconds_(
-          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()) {}
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()),
+      apply_seconds_(ApplySecondsBuckets()),
+      delay_seconds_(DelaySecondsBuckets()) {}
+
+void RunMetrics::ObserveTransaction(double apply_seconds, double delay_seconds) {
+  apply_seconds_.Observe(std::max(0.0, apply_seconds));
+  delay_seconds_.Observe(std::max(0.0, delay_seconds));
+}
 
 void RunMetrics::OnTick(const StreamPosition& p) {
   std::lock_guard lock(mu_);
@@ -119,6 +144,11 @@ Snapshot RunMetrics::Take() const {
   return TakeLocked();
 }
 
+std::vector<TableSample> RunMetrics::Tables() const {
+  std::lock_guard lock(mu_);
+  return tables_;
+}
+
 std::map<std::string, TableOpCounts> RunMetrics::Applied() const {
   std::lock_guard lock(mu_);
   return applied_;
@@ -128,7 +158,7 @@ std::vector<MetricFamily> RunMetrics::Collect() const {
   std::lock_guard lock(mu_);
   Snapshot s = TakeLocked();
   Families f(subscription_);
-  f.Add("lorry_info", "lorry's version; always 1", MetricType::Gauge, 1, {{"version", LORRY_VERSION}});
+  f.Add("lorry_build_info", "lorry's version; always 1", MetricType::Gauge, 1, {{"version", LORRY_VERSION}});
   f.Add("lorry_streaming", "1 once the daemon streams changes (it has ticked at least once in this process)",
         MetricType::Gauge, streamed_ ? 1 : 0);
 
@@ -159,6 +189,14 @@ std::vector<MetricFamily> RunMetrics::Collect() const {
   f.Family("lorry_errors_total", "failures that made the daemon retry, by kind", MetricType::Counter);
   for (const auto& [kind, n] : errors_)
     f.Add("lorry_errors_total", "", MetricType::Counter, static_cast<double>(n), {{"kind", kind}});
+
+  f.AddHistogram("lorry_transaction_apply_seconds",
+                 "time from a provider transaction's BEGIN received to its subscriber commit",
+                 apply_seconds_.Collect());
+  f.AddHistogram("lorry_commit_to_apply_delay_seconds",
+                 "time from a transaction's provider commit to its subscriber commit (includes clock skew "
+                 "between the provider and lorry's host)",
+                 delay_seconds_.Collect());
 
   if (position_.received.valid())
     f.Add("lorry_received_lsn_bytes", "highest provider WAL position received (as a number)", MetricType::Gauge,

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include <prometheus/collectable.h>
+#include <prometheus/histogram.h>
 #include <prometheus/metric_family.h>
 
 #include "common/lsn.h"
@@ -86,6 +87,10 @@ class RunMetrics : public prometheus::Collectable {
   // Daemon thread.
   void OnTick(const StreamPosition& p);
   void AddApplied(const std::string& table, const TableOpCounts& counts);
+  // One provider transaction committed on the subscriber: `apply_seconds`
+  // from its BEGIN received to its subscriber commit, `delay_seconds` from
+  // its provider commit to then (commit-to-apply delay).
+  void ObserveTransaction(double apply_seconds, double delay_seconds);
   // A failed attempt (the daemon retries: a reconnect follows). `kind` is a
   // short word: connection, server, apply, protocol...
   void OnFailure(const std::string& kind);
@@ -95,6 +100,8 @@ class RunMetrics : public prometheus::Collectable {
   void SetTables(std::vector<TableSample> tables);
 
   Snapshot Take() const;
+  // The tables as the sampler last read them.
+  std::vector<TableSample> Tables() const;
   // Applied counts per table and operation (for tests and the watch view).
   std::map<std::string, TableOpCounts> Applied() const;
 
@@ -116,7 +123,15 @@ class RunMetrics : public prometheus::Collectable {
   std::map<std::string, TableOpCounts> applied_;
   std::map<std::string, int64_t> errors_;  // by kind
   int64_t reconnects_ = 0;
+  // Thread-safe on their own (not under mu_).
+  prometheus::Histogram apply_seconds_;
+  prometheus::Histogram delay_seconds_;
 };
+
+// Bucket bounds (seconds) of lorry_transaction_apply_seconds and
+// lorry_commit_to_apply_delay_seconds.
+const prometheus::Histogram::BucketBoundaries& ApplySecondsBuckets();
+const prometheus::Histogram::BucketBoundaries& DelaySecondsBuckets();
 
 // The `kind` label of lorry_errors_total for a failed attempt: "apply" when
 // a change could not be applied, else the Status kind (connection, server...).

@@ -12,6 +12,7 @@ void StreamObserver::OnMessage(const protocol::PgOutputMessage& msg) {
           in_xact_ = true;
           xact_final_ = m.final_lsn;
           xact_commit_time_ = m.commit_time;
+          xact_began_ = std::chrono::steady_clock::now();
         } else if constexpr (std::is_same_v<T, protocol::RelationMsg>) {
           auto& rel = relations_[m.relid];
           rel.name = {m.nspname, m.relname};
@@ -35,6 +36,7 @@ void StreamObserver::OnMessage(const protocol::PgOutputMessage& msg) {
           }
           touched_.clear();
           pending_.push_back(std::move(p));
+          timing_.push_back({m.end_lsn, xact_began_, m.commit_time});
           in_xact_ = false;
         }
       },
@@ -57,7 +59,20 @@ void StreamObserver::Count(Oid relid, Op op) {
   }
 }
 
+void StreamObserver::OnCommitted(Lsn committed) {
+  if (timing_.empty() || timing_.front().end > committed) return;
+  auto now = std::chrono::steady_clock::now();
+  auto wall = std::chrono::system_clock::now();
+  while (!timing_.empty() && timing_.front().end <= committed) {
+    const Timing& t = timing_.front();
+    sink_->ObserveTransaction(std::chrono::duration<double>(now - t.began).count(),
+                              LagSeconds(t.commit_time, wall));
+    timing_.pop_front();
+  }
+}
+
 void StreamObserver::OnDurable(Lsn applied) {
+  OnCommitted(applied);
   while (!pending_.empty() && pending_.front().end <= applied) {
     for (const auto& [table, counts] : pending_.front().counts) sink_->AddApplied(table, counts);
     pending_.pop_front();

@@ -15,6 +15,7 @@
 // Not thread-safe: the daemon thread only. Results go to RunMetrics.
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <string>
@@ -42,6 +43,12 @@ class StreamObserver {
   // skipped): the counts of transactions ending there go to the sink.
   void OnDurable(Lsn applied);
 
+  // Everything up to `committed` is committed on the subscriber (not yet
+  // known durable): each provider transaction ending there is timed, from
+  // its BEGIN received and from its provider commit, into the sink's
+  // histograms. The daemon calls it after each message; OnDurable too.
+  void OnCommitted(Lsn committed);
+
   // Provider commit time (PostgreSQL microseconds) of the oldest transaction
   // received and not yet durable; 0 when there is none.
   int64_t OldestPendingCommitTime() const;
@@ -61,6 +68,13 @@ class StreamObserver {
     std::vector<std::pair<std::string, TableOpCounts>> counts;
   };
 
+  // A provider transaction handled by the applier, not yet committed on the subscriber.
+  struct Timing {
+    Lsn end;
+    std::chrono::steady_clock::time_point began;  // its BEGIN received
+    int64_t commit_time = 0;                      // provider commit (PostgreSQL microseconds)
+  };
+
   void Count(Oid relid, Op op);
 
   RunMetrics* sink_;
@@ -71,6 +85,8 @@ class StreamObserver {
   Lsn xact_final_;
   int64_t xact_commit_time_ = 0;
   std::deque<Pending> pending_;  // committed on the provider, not yet durable here
+  std::chrono::steady_clock::time_point xact_began_;
+  std::deque<Timing> timing_;  // not yet committed here
 };
 
 }  // namespace lorry::metrics
