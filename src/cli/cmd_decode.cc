@@ -1,4 +1,6 @@
-// Subcommand decode: the receive and decode stages alone (benchmarks, debugging).
+// Subcommand decode: the receive and decode stages alone (benchmarks,
+// debugging). Not in the main help: it advances the slot it reads, which is
+// for benchmarks only (lorry's own slots are refused).
 #include <csignal>
 #include <iostream>
 
@@ -10,10 +12,12 @@
 namespace lorry::cli {
 
 void RegisterDecode(CLI::App& app, GlobalOptions& g, Action& action) {
-  auto* cmd = app.add_subcommand("decode", "stream a slot's changes and decode them without applying (benchmarks)");
+  auto* cmd = app.add_subcommand("decode", "benchmarks only: decode a slot of your own without applying, advancing "
+                                            "it (lorry's slots are refused)");
+  cmd->group("");  // hidden from `lorry --help`
   auto opts = std::make_shared<replication::DecodeOnlyOptions>();
   auto until = std::make_shared<std::string>();
-  cmd->add_option("--slot", opts->slot, "an existing pgoutput slot (it is advanced!)")->required();
+  cmd->add_option("--slot", opts->slot, "an existing pgoutput slot of your own, not lorry_* (it is advanced!)")->required();
   cmd->add_option("--publications", opts->publications, "publication names, comma-separated")->required();
   cmd->add_option("--until", *until, "stop at this LSN (default: the provider's insert LSN at start)");
   cmd->add_option("--idle-timeout", opts->idle_timeout_seconds, "give up after this many seconds without data");

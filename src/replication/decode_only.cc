@@ -14,6 +14,14 @@ namespace lorry::replication {
 
 Result<DecodeOnlyStats> DecodeOnly(const DecodeOnlyOptions& options, const std::atomic<bool>& stop) {
   using Clock = std::chrono::steady_clock;
+  // Decoding confirms what it reads: on a subscription's slot that would
+  // make the provider forget changes the subscriber never applied.
+  if (options.slot.rfind("lorry_", 0) == 0)
+    return Status::Usage(fmt::format(
+        "refusing to decode slot {}: it belongs to a lorry subscription and decoding advances it, so its changes "
+        "would never reach the subscriber. Decode a slot of your own: SELECT "
+        "pg_create_logical_replication_slot('bench', 'pgoutput')",
+        options.slot));
   LORRY_ASSIGN_OR_RETURN(auto provider, pg::PgConn::Connect(options.provider, {{}, "provider"}));
   Lsn until = options.until;
   if (!until.valid()) {

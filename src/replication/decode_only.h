@@ -29,6 +29,8 @@ struct DecodeOnlyStats {
   Lsn reached;
 };
 
+// Refuses (kUsage) a slot named lorry_*: a subscription's own slot, which
+// decoding would advance past changes its subscriber never got.
 Result<DecodeOnlyStats> DecodeOnly(const DecodeOnlyOptions& options, const std::atomic<bool>& stop);
 
 }  // namespace lorry::replication
