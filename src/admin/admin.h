@@ -11,8 +11,12 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "admin/status_check.h"
 #include "common/status.h"
 #include "config/config.h"
+#include "pg/connection.h"
 
 namespace lorry::admin {
 
@@ -53,6 +57,12 @@ struct ResyncOptions {
 Status Resync(const Config& config, const ResyncOptions& options, std::ostream& out);
 
 Status ShowStatus(const Config& config, bool json, std::ostream& out);
+// The report `status --json` prints, over the given connections (provider
+// null: one of its own; unreachable: said in the report).
+Result<nlohmann::json> StatusReportJson(const Config& config, pg::PgConn& subscriber, pg::PgConn* provider);
+// `status --check`: the report judged by admin/status_check.h (UNKNOWN
+// when it cannot be made).
+CheckResult CheckStatus(const Config& config, const CheckLimits& limits);
 Status ShowTables(const Config& config, bool json, std::ostream& out);
 
 // Blocks until every table is ready and everything the provider had committed

@@ -15,6 +15,7 @@
 
 #include "admin/admin.h"
 #include "admin/admin_util.h"
+#include "admin/status_check.h"
 #include "pg/conninfo.h"
 #include "state/state_store.h"
 
@@ -197,9 +198,15 @@ Status ReadLease(pg::PgConn& subscriber, const std::string& name, Report* r) {
   return Status::Ok();
 }
 
-// Reads the provider's side of the report: current WAL position and slot.
-Status ReadProvider(const Config& config, Report* r) {
-  LORRY_ASSIGN_OR_RETURN(auto provider, ConnectProvider(config));
+// Reads the provider's side of the report: current WAL position and slot,
+// over `provider` (null: a connection of its own).
+Status ReadProvider(const Config& config, pg::PgConn* provider_conn, Report* r) {
+  pg::PgConn own;
+  if (provider_conn == nullptr) {
+    LORRY_ASSIGN_OR_RETURN(own, ConnectProvider(config));
+    provider_conn = &own;
+  }
+  pg::PgConn& provider = *provider_conn;
   r->provider_label = provider.label();
   LORRY_ASSIGN_OR_RETURN(
       auto res, provider.ExecParams(
@@ -217,7 +224,8 @@ Status ReadProvider(const Config& config, Report* r) {
   return Status::Ok();
 }
 
-Result<Report> BuildReport(const Config& config, pg::PgConn& subscriber, bool with_provider) {
+Result<Report> BuildReport(const Config& config, pg::PgConn& subscriber, bool with_provider,
+                           pg::PgConn* provider = nullptr) {
   Report r;
   r.names = SubscriptionNames::For(config.name);
   r.subscriber_label = subscriber.label();
@@ -239,7 +247,7 @@ Result<Report> BuildReport(const Config& config, pg::PgConn& subscriber, bool wi
                                                          {config.name}));
   if (age) r.last_commit_age_seconds = std::stod(*age);
 
-  Status ps = ReadProvider(config, &r);
+  Status ps = ReadProvider(config, provider, &r);
   if (!ps.ok()) {
     r.provider_error = pg::RedactSecrets(ps.message());
     return r;
@@ -312,12 +320,22 @@ json ReportJson(const Report& r) {
   }
   json tables = json::array();
   for (const auto& t : r.tables) tables.push_back(TableJson(t));
-  return {{"subscription", sub}, {"table_states", StateCounts(r.tables)}, {"tables", tables}};
+  json report = {{"subscription", sub}, {"table_states", StateCounts(r.tables)}, {"tables", tables}};
+  // As lorry.status shows it, and what `status --check` says without lag limits.
+  report["subscription"]["state"] = SubscriptionState(report);
+  CheckResult check = CheckStatusReport(report, {});
+  report["check"] = {{"state", CheckStateName(check.state)}, {"line", check.line}};
+  return report;
 }
 
 void PrintReport(const Report& r, std::ostream& out) {
   auto line = [&](const char* key, const std::string& value) { out << fmt::format("{:<13} {}", key, value) << "\n"; };
   line("subscription", r.names.name + (r.sub.paused ? " (paused)" : ""));
+  // What `status --check` would say (without lag limits), minus its perfdata.
+  std::string health = ReportJson(r)["check"]["line"].get<std::string>();
+  health = health.substr(0, health.find(" | "));
+  if (health.rfind("LORRY ", 0) == 0) health = health.substr(6);
+  line("health", health);
   line("subscriber", r.subscriber_label);
   if (!r.provider_error.empty())
     line("provider", "provider unreachable: " + r.provider_error);
@@ -410,6 +428,19 @@ Status ShowStatus(const Config& config, bool json_output, std::ostream& out) {
   else
     PrintReport(report, out);
   return Status::Ok();
+}
+
+Result<nlohmann::json> StatusReportJson(const Config& config, pg::PgConn& subscriber, pg::PgConn* provider) {
+  LORRY_ASSIGN_OR_RETURN(auto report, BuildReport(config, subscriber, true, provider));
+  return ReportJson(report);
+}
+
+CheckResult CheckStatus(const Config& config, const CheckLimits& limits) {
+  auto subscriber = ConnectSubscriber(config);
+  if (!subscriber.ok()) return CheckUnknown(pg::RedactSecrets(subscriber.status().message()));
+  auto report = BuildReport(config, *subscriber, true);
+  if (!report.ok()) return CheckUnknown(pg::RedactSecrets(report.status().message()));
+  return CheckStatusReport(ReportJson(*report), limits);
 }
 
 Status ShowTables(const Config& config, bool json_output, std::ostream& out) {

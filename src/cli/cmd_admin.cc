@@ -9,6 +9,7 @@
 #include "admin/watch.h"
 #include "cli/cli.h"
 #include "common/log.h"
+#include "pg/conninfo.h"
 
 namespace lorry::cli {
 
@@ -101,6 +102,8 @@ void RegisterWait(CLI::App& app, GlobalOptions& g, Action& action) {
 void RegisterStatus(CLI::App& app, GlobalOptions& g, Action& action) {
   auto watch = std::make_shared<bool>(false);
   auto watch_opts = std::make_shared<admin::WatchOptions>();
+  auto check = std::make_shared<bool>(false);
+  auto limits = std::make_shared<admin::CheckLimits>();
   for (const char* name : {"status", "tables"}) {
     bool is_status = std::string(name) == "status";
     auto* cmd = app.add_subcommand(name, is_status ? "lag, throughput and table states" : "per-table state");
@@ -111,9 +114,29 @@ void RegisterStatus(CLI::App& app, GlobalOptions& g, Action& action) {
           ->check(CLI::Range(0.1, 3600.0));
       cmd->add_option("--count", watch_opts->count, "with --watch: stop after this many frames (default: never)")
           ->check(CLI::NonNegativeNumber);
+      cmd->add_flag("--check", *check,
+                    "one line and a Nagios exit status: 0 ok, 1 warning, 2 critical, 3 unknown");
+      cmd->add_option("--max-lag-bytes", limits->max_lag_bytes, "with --check: critical above this lag in bytes")
+          ->check(CLI::NonNegativeNumber);
+      cmd->add_option("--max-lag-seconds", limits->max_lag_seconds, "with --check: critical above this lag in seconds")
+          ->check(CLI::NonNegativeNumber);
+      cmd->add_option("--warn-lag-bytes", limits->warn_lag_bytes, "with --check: warning above this lag in bytes")
+          ->check(CLI::NonNegativeNumber);
+      cmd->add_option("--warn-lag-seconds", limits->warn_lag_seconds,
+                      "with --check: warning above this lag in seconds")
+          ->check(CLI::NonNegativeNumber);
     }
-    cmd->callback([&, is_status, watch, watch_opts] {
-      action = [&, is_status, watch, watch_opts] {
+    cmd->callback([&, is_status, watch, watch_opts, check, limits] {
+      action = [&, is_status, watch, watch_opts, check, limits] {
+        if (is_status && *check) {
+          // The one line goes to stdout whatever happens (a monitoring
+          // plugin's contract), the exit status is the check's state.
+          auto config = ResolveConfig(g);
+          auto result = config.ok() ? admin::CheckStatus(*config, *limits)
+                                    : admin::CheckUnknown(pg::RedactSecrets(config.status().message()));
+          std::cout << result.line << "\n";
+          return static_cast<int>(result.state);
+        }
         return WithConfig(g, [&](const Config& c) {
           if (is_status && *watch) {
             static const std::atomic<bool> never{false};
