@@ -29,29 +29,35 @@ Result<Config> ResolveConfig(const GlobalOptions& g) {
 
 int Finish(const Status& s) {
   if (!s.ok() && s.kind() != Status::Kind::kNotTrue) {
-    std::cerr << "lorry: " << pg::RedactSecrets(s.message()) << "\n";
+    // With --log-format json (or log_format = "json") an error that ends
+    // the command is a log line like the others: a log shipper reading
+    // stderr gets JSON only, also when start-up fails.
+    if (LogFormatIsJson())
+      spdlog::error("{}", s.message());  // redacted by the formatter
+    else
+      std::cerr << "lorry: " << pg::RedactSecrets(s.message()) << "\n";
   } else if (!s.ok()) {
     std::cerr << pg::RedactSecrets(s.message()) << "\n";
   }
   return s.ExitCode();
 }
 
-int Main(int argc, char** argv) {
-  CLI::App app{"lorry: logical replication for PostgreSQL", "lorry"};
+void BuildApp(CLI::App& app, GlobalOptions& g, Action& action) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("lorry ") + LORRY_VERSION);
-  GlobalOptions g;
   auto* opts = app.add_option_group("global");
   opts->add_option("-c,--config", g.config_path, "config file (default $LORRY_CONFIG or ./lorry.toml)");
-  opts->add_option("--provider", g.provider, "provider connection string (libpq key=value or URI)");
-  opts->add_option("--subscriber", g.subscriber, "subscriber connection string");
-  opts->add_option("--name", g.name, "subscription name (default main)");
+  // The environment variables sit between the file and the flags: a flag
+  // wins over them, they win over the config file.
+  opts->add_option("--provider", g.provider, "provider connection string (libpq key=value or URI)")
+      ->envname("LORRY_PROVIDER");
+  opts->add_option("--subscriber", g.subscriber, "subscriber connection string")->envname("LORRY_SUBSCRIBER");
+  opts->add_option("--name", g.name, "subscription name (default main)")->envname("LORRY_NAME");
   opts->add_option("--log-level", g.log_level, "trace, debug, info, warn or error");
   opts->add_option("--log-format", g.log_format, "text (key=value lines) or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}));
   app.fallthrough();
 
-  Action action;
   RegisterInit(app, g, action);
   RegisterAdd(app, g, action);
   RegisterRemove(app, g, action);
@@ -65,9 +71,22 @@ int Main(int argc, char** argv) {
   RegisterDecode(app, g, action);
   RegisterSchema(app, g, action);
   RegisterSkip(app, g, action);
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{kDescription, "lorry"};
+  GlobalOptions g;
+  Action action;
+  BuildApp(app, g, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() != 0 && g.log_format == "json") {
+      SetupLogging("info");
+      SetLogFormat("json");
+      spdlog::error("{}", e.what());
+      return 2;
+    }
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }

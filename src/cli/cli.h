@@ -48,6 +48,11 @@ void RegisterDecode(CLI::App& app, GlobalOptions& g, Action& action);
 void RegisterSchema(CLI::App& app, GlobalOptions& g, Action& action);  // missing, check, compare
 void RegisterSkip(CLI::App& app, GlobalOptions& g, Action& action);
 
+// lorry's command line: every subcommand and option (used by Main, and by
+// the man page and shell completion generator, cli/docs.h).
+inline constexpr const char* kDescription = "lorry: logical replication for PostgreSQL";
+void BuildApp(CLI::App& app, GlobalOptions& g, Action& action);
+
 int Main(int argc, char** argv);
 
 }  // namespace lorry::cli

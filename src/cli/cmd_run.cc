@@ -35,7 +35,8 @@ void RegisterRun(CLI::App& app, GlobalOptions& g, Action& action) {
                   "seconds of silence before a connection counts as dead (default: config run.network_timeout)");
   auto metrics_addr = std::make_shared<std::string>();
   cmd->add_option("--metrics-addr", *metrics_addr,
-                  "serve Prometheus /metrics and /healthz on HOST:PORT (default: config metrics.addr; none)");
+                  "serve the status page (/), /metrics, /healthz, /readyz and /status.json on HOST:PORT "
+                  "(default: config metrics.addr; none)");
   cmd->callback([&, opts, timeouts, metrics_addr] {
     action = [&, opts, timeouts, metrics_addr] {
       // The file, then the flags: also what a reload (SIGHUP) reads.

@@ -183,8 +183,12 @@ class Parser {
       if (k.str() == "addr") {
         LORRY_ASSIGN_OR_RETURN(metrics->addr, ReadString(v, "metrics.addr"));
         LORRY_RETURN_IF_ERROR(At(CheckListenAddress(metrics->addr, "metrics.addr"), v));
+      } else if (k.str() == "basic_auth_user") {
+        LORRY_ASSIGN_OR_RETURN(metrics->basic_auth_user, ReadString(v, "metrics.basic_auth_user"));
+      } else if (k.str() == "basic_auth_password_file") {
+        LORRY_ASSIGN_OR_RETURN(metrics->basic_auth_password_file, ReadString(v, "metrics.basic_auth_password_file"));
       } else {
-        return Unknown(k.str(), "metrics", k.source(), v, "addr");
+        return Unknown(k.str(), "metrics", k.source(), v, "addr, basic_auth_user, basic_auth_password_file");
       }
     }
     return Status::Ok();
@@ -320,6 +324,10 @@ Status ValidateConfig(const Config& c) {
   LORRY_RETURN_IF_ERROR(CheckLogLevel(c.log_level));
   LORRY_RETURN_IF_ERROR(CheckLogFormat(c.log_format));
   if (!c.metrics.addr.empty()) LORRY_RETURN_IF_ERROR(CheckListenAddress(c.metrics.addr, "metrics.addr"));
+  if (c.metrics.basic_auth_user.empty() != c.metrics.basic_auth_password_file.empty())
+    return Status::Usage("[metrics] basic_auth_user and basic_auth_password_file go together: set both or neither");
+  if (c.metrics.basic_auth_user.find(':') != std::string::npos)
+    return Status::Usage("metrics.basic_auth_user: a user name cannot contain ':' (HTTP basic authentication)");
   LORRY_RETURN_IF_ERROR(CheckInt(kJobs, c.copy.jobs));
   LORRY_RETURN_IF_ERROR(CheckInt(kIndexJobs, c.copy.index_jobs));
   if (c.copy.split_tables_larger_than < 1)
@@ -354,7 +362,7 @@ Status CheckListenAddress(std::string_view addr, std::string_view key) {
   for (char c : host) ok = ok && c != ' ' && c != '/';
   if (ok) return Status::Ok();
   return Status::Usage(fmt::format(
-      "{}: expected HOST:PORT such as \"127.0.0.1:9187\", \"[::1]:9187\" or \":9187\" (every interface), got {}",
+      "{}: expected HOST:PORT such as \"127.0.0.1:7187\", \"[::1]:7187\" or \":7187\" (every interface), got {}",
       key, DescribeString(addr)));
 }
 

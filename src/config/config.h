@@ -24,7 +24,9 @@
 //   takeover_timeout = 10
 //   network_timeout = 30
 //   [metrics]
-//   addr = "127.0.0.1:9187"
+//   addr = "127.0.0.1:7187"
+//   basic_auth_user = "prometheus"           # optional, with the file below
+//   basic_auth_password_file = "/etc/lorry/metrics-password"
 #pragma once
 
 #include <cstdint>
@@ -61,8 +63,13 @@ struct RunConfig {                  // [run]
 };
 
 struct MetricsConfig {  // [metrics]
-  // HOST:PORT where `lorry run` serves /metrics and /healthz; empty: no server.
+  // HOST:PORT where `lorry run` serves /metrics, /healthz, /readyz, the
+  // status page (/) and /status.json; empty: no server.
   std::string addr;
+  // HTTP basic authentication for every path but /healthz: both or neither.
+  // The password is the file's first line (never in the config itself).
+  std::string basic_auth_user;
+  std::string basic_auth_password_file;
 };
 
 struct Config {

@@ -96,6 +96,7 @@ class Session {
   Status Run() {
     LORRY_RETURN_IF_ERROR(ConnectSubscriber());
     LORRY_RETURN_IF_ERROR(ConnectProvider());
+    Phase(RunPhase::kPreparing, "checking the slot");
     LORRY_RETURN_IF_ERROR(PrepareSlotAndCopies());
     if (stop_.load()) return Status::Ok();
     SyncSequences();  // values at least as high as any the copied rows use
@@ -208,6 +209,7 @@ class Session {
     spdlog::info("sub={} copying tables={} jobs={} index_jobs={} snapshot_lsn={}", config_.name, tasks.size(),
                  plan.jobs, plan.index_jobs, sync_lsn.ToString());
     auto started = Clock::now();
+    Phase(RunPhase::kCopying, fmt::format("initial copy of {} table{}", tasks.size(), tasks.size() == 1 ? "" : "s"));
     LORRY_RETURN_IF_ERROR(sync::CopyTables(plan, tasks, stop_));
     spdlog::info("sub={} copy done tables={} seconds={:.2f}", config_.name, tasks.size(),
                  std::chrono::duration<double>(Clock::now() - started).count());
@@ -578,8 +580,13 @@ class Session {
     if (Clock::now() - last_sequence_sync_ >= kSequenceSyncInterval) SyncSequences();
     ReportToMetrics(flushed);
     ApplyLiveSettings();
+    if (options_.events) options_.events->OnAlive();
     last_tick_ = Clock::now();
     return Status::Ok();
+  }
+
+  void Phase(RunPhase phase, const std::string& detail) {
+    if (options_.events) options_.events->OnPhase(phase, detail);
   }
 
   // Positions and counts for metrics and lorry.status (no-op without a sink).
@@ -653,6 +660,7 @@ class Session {
     }
     spdlog::info("sub={} streaming from slot={} start={} proto_version={}", config_.name, names_.slot,
                  start.ToString(), proto_version_);
+    Phase(RunPhase::kStreaming, "from " + start.ToString());
     LORRY_RETURN_IF_ERROR(state_->RecordError(""));
     LORRY_RETURN_IF_ERROR(CheckSlotNotAhead(start));
     protocol::PgOutputDecoder decoder(proto_version_);
@@ -716,6 +724,7 @@ class Session {
           }
         }
       }
+      if (observer_) observer_->OnCommitted(applier_->last_commit_end());
       if (Clock::now() - last_tick_ >= std::chrono::seconds(1)) LORRY_RETURN_IF_ERROR(Tick());
       if (table_sync_) {
         table_sync_->PublishPosition(processed_);
@@ -975,13 +984,28 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
   apply::ApplyStats stats;
   std::mt19937 rng(static_cast<unsigned>(getpid()));
   int failures = 0;
-  RunLease lease({config.subscriber, config.name, config.run.takeover_timeout, config.run.network_timeout}, stop);
+  RunEvents* events = options.events;
+  auto phase = [events](RunPhase p, const std::string& detail) {
+    if (events) events->OnPhase(p, detail);
+  };
+  RunLease::Options lease_options{.conninfo = config.subscriber,
+                                  .subscription = config.name,
+                                  .takeover_timeout_s = config.run.takeover_timeout,
+                                  .network_timeout_s = config.run.network_timeout,
+                                  .on_standby = nullptr,
+                                  .on_retry = nullptr};
+  lease_options.on_standby = [phase](const std::string& holder) {
+    phase(RunPhase::kStandby, "the lease is held by " + holder);
+  };
+  lease_options.on_retry = [phase](const std::string& error) { phase(RunPhase::kRetrying, error); };
+  RunLease lease(lease_options, stop);
   // After an apply error, what was received is applied again one row and
   // one transaction at a time: the error then names its own transaction.
   Lsn careful_until;
   PublicationGate gate(SubscriptionNames::For(config.name));
   Lsn restart_from;
   while (!stop.load()) {
+    phase(RunPhase::kStarting, "taking the run lease");
     // A standby until this run holds the lease (at once when nobody does).
     if (Status held = lease.WaitUntilHeld(); !held.ok()) {
       if (stop.load()) break;
@@ -1018,6 +1042,7 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
     int delay_ms = base_ms / 2 + static_cast<int>(rng() % static_cast<unsigned>(base_ms / 2 + 1));
     spdlog::warn("sub={} {}; retrying in {:.1f} s (attempt {})", config.name, s.message(), delay_ms / 1000.0,
                  failures);
+    phase(RunPhase::kRetrying, s.message());
     // Record it where `lorry status` shows it; the subscriber may be the one down.
     if (auto c = pg::PgConn::Connect(config.subscriber, {{}, "subscriber"}); c.ok())
       (void)StateStore(&c.value(), config.name).RecordError(s.message());

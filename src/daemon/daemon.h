@@ -14,6 +14,7 @@
 
 #include "common/status.h"
 #include "config/config.h"
+#include "daemon/run_events.h"
 
 namespace lorry::metrics {
 class RunMetrics;
@@ -36,6 +37,8 @@ struct RunOptions {
   metrics::RunMetrics* metrics = nullptr;
   // Optional: apply limits that override config.apply's while running.
   const LiveSettings* live = nullptr;
+  // Optional: told the phase and that the apply loop is alive (systemd, /healthz).
+  RunEvents* events = nullptr;
 };
 
 // Runs until `stop` becomes true (returns Ok) or a non-retryable error.

@@ -183,6 +183,7 @@ Status RunLease::TryAcquire(bool* acquired) {
       spdlog::info("sub={} standby: the lease is held by {} (expires in {} s unless renewed); waiting to take over",
                    options_.subscription, previous, r.Get(0, 3));
       standby_logged_ = true;
+      if (options_.on_standby) options_.on_standby(previous);
     }
     return Status::Ok();
   }
@@ -325,6 +326,7 @@ void RunLease::Loop() {
       if (Clock::now() - last_warning > std::chrono::seconds(5)) {
         spdlog::warn("sub={} lease: {}", options_.subscription, s.message());
         last_warning = Clock::now();
+        if (state != State::kHeld && options_.on_retry) options_.on_retry(s.message());
       }
     }
     SleepFor(state == State::kHeld ? renew_every_ : milliseconds(500));

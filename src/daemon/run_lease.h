@@ -29,6 +29,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -46,6 +47,12 @@ class RunLease {
     std::string subscription;  // its name
     double takeover_timeout_s = 10;
     double network_timeout_s = 30;
+    // Optional: called (from the lease's thread) when this run starts
+    // standing by, with the lease's holder.
+    std::function<void(const std::string& holder)> on_standby;
+    // Optional: called (from the lease's thread) when taking the lease
+    // failed with an error that may pass (the subscriber unreachable).
+    std::function<void(const std::string& error)> on_retry;
   };
 
   // Starts the thread; nothing is taken until WaitUntilHeld(). `stop` (the

@@ -125,6 +125,10 @@ Result<PgConn> PgConn::Connect(const std::string& conninfo, const ConnectOptions
     if (msg.find("password authentication failed") != std::string::npos) {
       hint = "; check the password in the connection string, PGPASSWORD or ~/.pgpass";
       refused = true;
+    } else if (msg.find("no password supplied") != std::string::npos) {
+      // libpq's own "fe_sendauth: no password supplied": the server wants one.
+      hint = "; give the password in ~/.pgpass (or the file PGPASSFILE names) or PGPASSWORD";
+      refused = true;
     } else if (msg.find("no pg_hba.conf entry") != std::string::npos ||
                msg.find("authentication failed") != std::string::npos ||
                (msg.find("FATAL") != std::string::npos && msg.find("does not exist") != std::string::npos)) {
