@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap build demo test unit integration clean
+.PHONY: all bootstrap build demo test unit integration clean package test-package
 
 all: build
 
@@ -31,6 +31,16 @@ integration: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# A Debian package (binary, lorry(1), bash completion, systemd unit, example
+# config): $(BUILD_DIR)/lorry_VERSION_ARCH.deb.
+package: build
+	cd $(BUILD_DIR) && cpack -G DEB
+
+# Installs that package into a clean Debian 12 chroot (debootstrap, root,
+# Debian's mirror) and checks what it installed. Not part of `test`.
+test-package: package
+	BUILD_DIR=$(BUILD_DIR) scripts/test-package
 
 # Integration tests against another PostgreSQL major (12..18), e.g.
 # `make test-pg MAJOR=17`: installs that server (scripts/install-pg-major) and
