@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap build demo test unit integration clean package test-package
+.PHONY: all bootstrap build demo test unit integration clean package test-package test-browser
 
 all: build
 
@@ -20,11 +20,12 @@ demo: build
 	$(BUILD_DIR)/lorry demo
 
 # Unit tests need no server; integration tests start their own clusters.
+# The browser test (label browser) needs chromium: `make test-browser`.
 test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -LE browser $(CTEST_ARGS)
 
 unit: build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -LE integration
+	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -LE 'integration|browser'
 
 integration: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -L integration
@@ -41,6 +42,12 @@ package: build
 # Debian's mirror) and checks what it installed. Not part of `test`.
 test-package: package
 	BUILD_DIR=$(BUILD_DIR) scripts/test-package
+
+# The status page in headless chromium (installed here: not needed by
+# `make test`); screenshots in $(BUILD_DIR)/screenshots/.
+test-browser: build
+	@scripts/bootstrap --browser
+	cd $(BUILD_DIR) && ctest --output-on-failure -L browser $(CTEST_ARGS)
 
 # Integration tests against another PostgreSQL major (12..18), e.g.
 # `make test-pg MAJOR=17`: installs that server (scripts/install-pg-major) and
