@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "admin/admin_util.h"
 #include "admin/status_check.h"
 
 namespace lorry::daemon {
@@ -36,16 +37,6 @@ std::string Str(const json& j, const char* key, const std::string& none = "-") {
   return it->dump();
 }
 
-std::string Bytes(double b) {
-  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    u++;
-  }
-  return u == 0 ? fmt::format("{:.0f} {}", b, units[u]) : fmt::format("{:.1f} {}", b, units[u]);
-}
-
 // 0..1 for the progress bar.
 double Fraction(const json& t) {
   std::string state = Str(t, "state");
@@ -63,7 +54,7 @@ std::string TableRow(const json& t) {
     eta = fmt::format("~{:.0f} s", it->get<double>());
   std::string rate;
   if (auto it = t.find("copy_bytes_per_second"); it != t.end() && it->is_number() && Str(t, "state") == "copying")
-    rate = Bytes(it->get<double>()) + "/s";
+    rate = admin::HumanBytes(static_cast<int64_t>(it->get<double>())) + "/s";
   std::string rows = Str(t, "rows_copied", "0");
   if (t.contains("rows_estimate") && t.at("rows_estimate").is_number() && Str(t, "state") == "copying")
     rows += " / ~" + t.at("rows_estimate").dump();
@@ -129,7 +120,7 @@ constexpr const char* kScript = R"js(
 var q=location.search;
 function $(id){return document.getElementById(id)}
 function txt(id,v){var e=$(id);if(e)e.textContent=(v===null||v===undefined||v==='')?'-':v}
-function bytes(b){var u=['B','kB','MB','GB','TB'],i=0;while(b>=1024&&i<4){b/=1024;i++}return i?b.toFixed(1)+' '+u[i]:b.toFixed(0)+' '+u[i]}
+function bytes(b){if(!(b>0))b=0;if(b<10240)return Math.floor(b)+' bytes';var u=['kB','MB','GB'],v=b/1024;for(var i=0;i<3;i++){if(v<1024)return v.toFixed(1)+' '+u[i];v/=1024}return v.toFixed(1)+' TB'}
 function frac(t){if(t.state==='ready'||t.state==='catching_up')return 1;if(t.state!=='copying'||!(t.bytes_estimate>0))return 0;return Math.min(0.99,t.bytes_copied/t.bytes_estimate)}
 function state(r){var s=r.subscription;return s.state}
 function row(t){var tr=document.createElement('tr');tr.dataset.table=t.name;tr.dataset.state=t.state;
@@ -214,14 +205,14 @@ std::string RenderStatusPage(const json* report, const std::string& error, const
   }
   std::string lag = "unknown";
   if (sub.contains("lag_bytes") && sub.at("lag_bytes").is_number())
-    lag = Bytes(sub.at("lag_bytes").get<double>()) + ", " +
+    lag = admin::HumanBytes(sub.at("lag_bytes").get<int64_t>()) + ", " +
           (sub.at("lag_seconds").is_number() ? fmt::format("{:.1f} s", sub.at("lag_seconds").get<double>()) : "?");
   std::string slot = "unknown";
   if (sub.contains("slot_state") && sub.at("slot_state").is_object()) {
     const json& ss = sub.at("slot_state");
     slot = !ss.value("exists", false) ? "not created yet" : ss.value("active", false) ? "active" : "inactive";
     if (ss.value("exists", false) && ss.at("retained_bytes").is_number())
-      slot += ", keeps " + Bytes(ss.at("retained_bytes").get<double>()) + " of WAL";
+      slot += ", keeps " + admin::HumanBytes(ss.at("retained_bytes").get<int64_t>()) + " of WAL";
   }
   std::string standby = "none";
   if (sub.contains("standby") && sub.at("standby").is_object())

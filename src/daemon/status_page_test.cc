@@ -63,11 +63,11 @@ TEST(StatusPage, OnlyTableByQualifiedOrPlainName) {
 
 TEST(SystemdStatus, LineSaysPhaseLagAndTables) {
   metrics::Snapshot snap;
-  snap.lag_bytes = 2048;
+  snap.lag_bytes = 20480;
   snap.lag_seconds = 0.3;
   std::vector<metrics::TableSample> tables = {{"public.a", "ready"}, {"public.b", "error"}};
   EXPECT_EQ(SystemdStatusLine({RunPhase::kStreaming, "", 1, 0, true}, snap, tables),
-            "streaming: lag 2.0 kB, 0.3 s; 1 of 2 tables ready, 1 in error");
+            "streaming: lag 20.0 kB, 0.3 s; 1 of 2 tables ready, 1 in error");
   EXPECT_EQ(SystemdStatusLine({RunPhase::kStandby, "the lease is held by pid 3 on h", 1, 0, true}, snap, {}),
             "standby: the lease is held by pid 3 on h");
 }

@@ -8,25 +8,16 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "admin/admin_util.h"
+
 namespace lorry::daemon {
-
-namespace {
-
-std::string Bytes(int64_t b) {
-  if (b < 1024) return fmt::format("{} B", b);
-  if (b < 1024 * 1024) return fmt::format("{:.1f} kB", b / 1024.0);
-  if (b < 1024LL * 1024 * 1024) return fmt::format("{:.1f} MB", b / 1048576.0);
-  return fmt::format("{:.1f} GB", b / 1073741824.0);
-}
-
-}  // namespace
 
 std::string SystemdStatusLine(const RunHealth::View& health, const metrics::Snapshot& snapshot,
                               const std::vector<metrics::TableSample>& tables) {
   std::string out = RunPhaseName(health.phase);
   if (health.phase == RunPhase::kStreaming) {
     out += ": lag ";
-    out += snapshot.lag_bytes ? Bytes(*snapshot.lag_bytes) : std::string("? B");
+    out += snapshot.lag_bytes ? admin::HumanBytes(*snapshot.lag_bytes) : std::string("? bytes");
     out += fmt::format(", {:.1f} s", snapshot.lag_seconds);
   } else if (!health.detail.empty()) {
     out += ": " + health.detail.substr(0, 200);

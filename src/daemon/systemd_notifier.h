@@ -8,7 +8,7 @@
 //               missing `lorry init` or a bad config exit before, so that
 //               `systemctl start` fails. The initial copy, which may take
 //               hours, is the service's work, not its start-up.
-//   STATUS=...  the phase and lag ("streaming: lag 1.2 kB, 0.3 s; 3 of 3
+//   STATUS=...  the phase and lag ("streaming: lag 312 bytes, 0.3 s; 3 of 3
 //               tables ready"), refreshed every 2 s;
 //   WATCHDOG=1  every WatchdogSec/4 while the daemon is alive
 //               (RunHealth::Alive within WatchdogSec/2): while streaming,
