@@ -21,7 +21,10 @@ demo: build
 
 # Unit tests need no server; integration tests start their own clusters.
 # The browser test (label browser) needs chromium: `make test-browser`.
+# The cross-version tests (label cross-version) need PostgreSQL 12 and 18
+# besides Debian's 15: installed here once (scripts/install-pg-major).
 test: build
+	@scripts/install-pg-major 12 >/dev/null && scripts/install-pg-major 18 >/dev/null
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -LE browser $(CTEST_ARGS)
 
 unit: build
@@ -54,9 +57,16 @@ test-browser: build
 # runs the integration tests with PG_BINDIR pointing at it. Not part of `test`.
 MAJOR ?= 17
 
-.PHONY: test-pg
+.PHONY: test-pg test-matrix
 
 test-pg: build
 	@bindir=$$(scripts/install-pg-major $(MAJOR)) && \
 	  echo "test-pg: PostgreSQL $(MAJOR) from $$bindir" && \
 	  cd $(BUILD_DIR) && PG_BINDIR="$$bindir" ctest --output-on-failure -j2 -L integration $(CTEST_ARGS)
+
+# The replication and live tests for every pair of provider (12 13 14 16 17
+# 18) and subscriber (15 18) majors, one result line per pair; logs in
+# $(BUILD_DIR)/test-matrix/. Not part of `test` (a long run). Narrow it with
+# PROVIDERS="13 17" SUBSCRIBERS=18, widen it with MATRIX_TESTS (a ctest -R regex).
+test-matrix: build
+	scripts/test-matrix $(BUILD_DIR)

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -144,10 +145,23 @@ std::unique_ptr<testing::LocalCluster> TwoClusters::subscriber_;
 testing::LocalCluster* TwoClusters::provider_cluster() { return provider_.get(); }
 testing::LocalCluster* TwoClusters::subscriber_cluster() { return subscriber_.get(); }
 
+namespace {
+
+// $PG_BINDIR_PROVIDER / $PG_BINDIR_SUBSCRIBER run each side on its own major
+// (scripts/test-cross-version, make test-matrix); unset or empty, the cluster
+// falls back to $PG_BINDIR, then to Debian's PostgreSQL 15.
+std::string BindirFromEnv(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
+
+}  // namespace
+
 void TwoClusters::SetUpTestSuite() {
   if (!provider_) {
     testing::LocalClusterOptions p;
     p.name = "provider";
+    p.bindir = BindirFromEnv("PG_BINDIR_PROVIDER");
     auto c = testing::LocalCluster::Start(p);
     ASSERT_TRUE(c.ok()) << c.status().message();
     provider_ = std::move(c).value();
@@ -155,6 +169,7 @@ void TwoClusters::SetUpTestSuite() {
   if (!subscriber_) {
     testing::LocalClusterOptions s;
     s.name = "subscriber";
+    s.bindir = BindirFromEnv("PG_BINDIR_SUBSCRIBER");
     auto c = testing::LocalCluster::Start(s);
     ASSERT_TRUE(c.ok()) << c.status().message();
     subscriber_ = std::move(c).value();
