@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "admin/status_check.h"
+#include "common/lsn.h"
 #include "common/status.h"
 #include "config/config.h"
 #include "pg/connection.h"
@@ -68,6 +69,11 @@ Status ShowTables(const Config& config, bool json, std::ostream& out);
 // Blocks until every table is ready and everything the provider had committed
 // when it started is applied; kTimeout (exit 1) with what is behind otherwise.
 Status Wait(const Config& config, double timeout_seconds, std::ostream& out);
+
+// The provider's position now, as `wait` and `run --until now` aim for: its
+// WAL insert position (a standby's replay position), with WAL written past
+// it so that the walsender's keepalives reach it even on an idle provider.
+Result<Lsn> ProviderPositionNow(const Config& config);
 
 Status Drop(const Config& config, std::ostream& out);
 

@@ -28,7 +28,9 @@ namespace {
 
 constexpr auto kPollInterval = std::chrono::milliseconds(200);
 
-Result<Lsn> ProviderTarget(const Config& config) {
+}  // namespace
+
+Result<Lsn> ProviderPositionNow(const Config& config) {
   LORRY_ASSIGN_OR_RETURN(auto provider, ConnectProvider(config));
   LORRY_ASSIGN_OR_RETURN(auto v, provider.QueryValue("SELECT CASE WHEN pg_is_in_recovery() THEN "
                                                      "pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END"));
@@ -41,6 +43,8 @@ Result<Lsn> ProviderTarget(const Config& config) {
   if (!emitted.ok() && emitted.status().kind() == Status::Kind::kConnection) return emitted.status();
   return *target;
 }
+
+namespace {
 
 struct Progress {
   std::vector<TableState> not_ready;
@@ -107,7 +111,7 @@ Status Wait(const Config& config, double timeout_seconds, std::ostream& out) {
     LORRY_ASSIGN_OR_RETURN(bool installed, store.IsInstalled());
     if (!installed) return NotInitialised(names.name);
   }
-  LORRY_ASSIGN_OR_RETURN(Lsn target, ProviderTarget(config));
+  LORRY_ASSIGN_OR_RETURN(Lsn target, ProviderPositionNow(config));
 
   auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(timeout_seconds));

@@ -3,6 +3,9 @@
 #include <csignal>
 #include <iostream>
 
+#include <fmt/format.h>
+
+#include "admin/admin.h"
 #include "cli/cli.h"
 #include "common/log.h"
 #include "daemon/service.h"
@@ -14,6 +17,11 @@ std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 extern "C" void OnStopSignal(int) { g_stop.store(true); }
 extern "C" void OnReloadSignal(int) { g_reload.store(true); }
+
+Result<Lsn> ParseUntil(const std::string& text) {
+  if (auto lsn = Lsn::Parse(text)) return *lsn;
+  return Status::Usage(fmt::format("expected a provider LSN such as 0/16B3748, or now; got \"{}\"", text));
+}
 
 void Handle(int signal, void (*handler)(int), int flags) {
   struct sigaction sa {};
@@ -37,8 +45,12 @@ void RegisterRun(CLI::App& app, GlobalOptions& g, Action& action) {
   cmd->add_option("--metrics-addr", *metrics_addr,
                   "serve the status page (/), /metrics, /healthz, /readyz and /status.json on HOST:PORT "
                   "(default: config metrics.addr; none)");
-  cmd->callback([&, opts, timeouts, metrics_addr] {
-    action = [&, opts, timeouts, metrics_addr] {
+  auto until = std::make_shared<std::string>();
+  cmd->add_option("--until", *until,
+                  "apply every provider transaction committed before LSN (or before the provider's position when "
+                  "run starts: now), none after, then exit 0");
+  cmd->callback([&, opts, timeouts, metrics_addr, until] {
+    action = [&, opts, timeouts, metrics_addr, until] {
       // The file, then the flags: also what a reload (SIGHUP) reads.
       auto load = [&g, timeouts, metrics_addr]() -> Result<Config> {
         LORRY_ASSIGN_OR_RETURN(auto c, ResolveConfig(g));
@@ -56,6 +68,12 @@ void RegisterRun(CLI::App& app, GlobalOptions& g, Action& action) {
       SetLogLevel(config->log_level);
       SetLogFormat(config->log_format);
       opts->load_config = load;
+      if (!until->empty()) {
+        auto lsn = *until == "now" ? admin::ProviderPositionNow(*config) : ParseUntil(*until);
+        if (!lsn.ok()) return Finish(lsn.status().WithContext("--until"));
+        opts->run.until = *lsn;
+        spdlog::info("sub={} running until provider position {}", config->name, lsn->ToString());
+      }
       Handle(SIGINT, OnStopSignal, 0);
       Handle(SIGTERM, OnStopSignal, 0);
       Handle(SIGHUP, OnReloadSignal, SA_RESTART);

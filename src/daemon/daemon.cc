@@ -113,6 +113,8 @@ class Session {
   // Where the next stream starts, when this one ended at a publication's
   // gate: everything before it is applied and flushed, nothing after.
   Lsn restart_from() const { return restart_from_; }
+  // Whether it stopped at RunOptions::until (everything before it applied).
+  bool reached_until() const { return reached_until_; }
 
  private:
   pg::ConnectOptions SubscriberOptions(const char* app) const {
@@ -679,6 +681,11 @@ class Session {
           continue;
         }
       }
+      // `run --until` short of its position: a keepalive tells when the
+      // stream is past it, also on an idle provider.
+      if (options_.until.valid() && received_ < options_.until &&
+          Clock::now() - last_feedback_ > std::chrono::milliseconds(500))
+        LORRY_RETURN_IF_ERROR(SendFeedback(true));
       // With a group open, only look at what is already waiting: when
       // nothing is, the group commits now (a lone transaction is not delayed).
       bool group = applier_->group_pending();
@@ -703,13 +710,15 @@ class Session {
         if (auto* x = std::get_if<protocol::XLogData>(&frame)) {
           received_ = std::max(received_, x->wal_end);
           LORRY_ASSIGN_OR_RETURN(auto msg, decoder.Decode(x->data));
-          if (AtGate(CommitLsnOf(msg))) break;
+          if (AtUntil(CommitLsnOf(msg)) || AtGate(CommitLsnOf(msg))) break;
           // A transaction committed at or after compare's hold point: kept for later.
           if (hold_->Stash(msg)) continue;
           LORRY_RETURN_IF_ERROR(Apply(decoder, msg, x->data));
         } else if (auto* k = std::get_if<protocol::PrimaryKeepalive>(&frame)) {
           received_ = std::max(received_, k->wal_end);
-          if (!applier_->in_remote_transaction() && !decoder.in_stream() && AtGate(k->wal_end)) break;
+          if (!applier_->in_remote_transaction() && !decoder.in_stream() &&
+              (AtUntil(k->wal_end) || AtGate(k->wal_end)))
+            break;
           if (!applier_->in_remote_transaction()) processed_ = std::max(processed_, k->wal_end);
           // Between transactions everything sent so far is applied: the
           // position is confirmed even when the WAL held nothing for lorry.
@@ -741,7 +750,45 @@ class Session {
     }
     if (applier_->group_pending()) LORRY_RETURN_IF_ERROR(CommitGroupOrFail());
     applier_->Rollback();
+    if (reached_until_) LORRY_RETURN_IF_ERROR(StopAtUntil());
     return Tick();
+  }
+
+  // Between transactions, before one committed at `position` is applied (or
+  // at a keepalive's position): whether the stream ends here for `run
+  // --until`. Everything committed before `position` has been processed.
+  bool AtUntil(std::optional<Lsn> position) {
+    if (!options_.until.valid() || !position || *position < options_.until) return false;
+    reached_until_ = true;
+    return true;
+  }
+
+  // Stopped at `run --until`: everything committed before it is applied, so
+  // the origin may move to it (never back: a subscription already past it
+  // applied nothing this time). The next run starts there.
+  Status StopAtUntil() {
+    Lsn until = options_.until;
+    idle_confirmed_ = std::max(idle_confirmed_, until);
+    LORRY_ASSIGN_OR_RETURN(auto origin, apply_conn_.QueryValue("SELECT pg_replication_origin_progress($1, false)",
+                                                               {names_.origin}));
+    if (Lsn::Parse(origin.value_or("")).value_or(Lsn()) < until) {
+      // pg_replication_origin_advance refuses an origin bound to a session.
+      LORRY_RETURN_IF_ERROR(apply_conn_.Exec("SELECT pg_replication_origin_session_reset()").status());
+      LORRY_RETURN_IF_ERROR(apply_conn_.Exec("BEGIN").status());
+      Status s = apply_conn_.Exec(lease_->CheckSql()).status();
+      if (s.ok())
+        s = apply_conn_.ExecParams("SELECT pg_replication_origin_advance($1, $2)", {names_.origin, until.ToString()})
+                .status();
+      if (s.ok()) s = apply_conn_.Exec("COMMIT").status();
+      if (!s.ok()) {
+        (void)apply_conn_.Exec("ROLLBACK");
+        return s.WithContext(fmt::format("moving replication origin {} to --until {}", names_.origin, until.ToString()));
+      }
+    }
+    spdlog::info("sub={} reached --until {}: every provider transaction committed before it is applied, none "
+                 "after; stopping",
+                 config_.name, until.ToString());
+    return Status::Ok();
   }
 
   // A provider transaction skipped on request: none of its changes were
@@ -954,6 +1001,7 @@ class Session {
   Lsn restart_from_;
   int table_syncs_ = 0;
   bool apply_failed_ = false;
+  bool reached_until_ = false;
   // Last: stopped (and joined) before the connections above go.
   std::unique_ptr<sync::TableSync> table_sync_;
 };
@@ -1016,6 +1064,7 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
     Status s = session.Run();
     // Valid only after a clean end (the last heartbeat flushed what it applied).
     restart_from = s.ok() ? session.restart_from() : Lsn();
+    if (s.ok() && session.reached_until()) return Status::Ok();
     if (session.apply_failed()) careful_until = std::max(careful_until, session.received());
     if (stop.load()) break;
     if (!lease.lost_reason().empty()) {

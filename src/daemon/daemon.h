@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/lsn.h"
 #include "common/status.h"
 #include "config/config.h"
 #include "daemon/run_events.h"
@@ -39,6 +40,11 @@ struct RunOptions {
   const LiveSettings* live = nullptr;
   // Optional: told the phase and that the apply loop is alive (systemd, /healthz).
   RunEvents* events = nullptr;
+  // `lorry run --until`: stop (Run returns Ok) once every provider
+  // transaction committed before this position is applied, none committed
+  // at or after it; the origin is then at least at it. Invalid: run until
+  // stopped.
+  Lsn until;
 };
 
 // Runs until `stop` becomes true (returns Ok) or a non-retryable error.
