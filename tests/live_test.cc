@@ -339,6 +339,7 @@ TEST_F(Live, ResyncAllAfterTheSlotIsGone) {
 // `resync --all` after the slot was invalidated (max_slot_wal_keep_size):
 // the next run drops it and starts afresh.
 TEST_F(Live, ResyncAllAfterTheSlotWasInvalidated) {
+  if (provider_cluster()->major_version() < 13) GTEST_SKIP() << "max_slot_wal_keep_size is PostgreSQL 13+";
   SetUpBothCopiedThenStopped();
   struct Reset {
     std::function<void()> f;

@@ -141,6 +141,15 @@ void PrintTables(const std::vector<TableState>& tables, std::ostream& out) {
   }
 }
 
+// A lorry subscription feeding the provider database: a cascade A -> B -> C
+// seen from C, whose provider B is itself a lorry subscriber (of A).
+struct Upstream {
+  std::string name;
+  std::string state;  // as lorry.status says it on the provider
+  std::optional<double> lag_seconds;
+  std::optional<int64_t> lag_bytes;
+};
+
 struct Report {
   SubscriptionNames names;
   SubscriptionRow sub;
@@ -168,7 +177,28 @@ struct Report {
   std::string standby_pid;
   std::string standby_since;
   std::vector<std::string> skips_pending;  // `lorry skip --lsn` requests run has not met yet
+  std::vector<Upstream> upstream;          // the provider's own lorry subscriptions (a cascade)
+  std::string upstream_error;              // they exist but cannot be read
+  std::optional<double> end_to_end_lag_seconds;  // this lag plus the largest upstream one
 };
+
+// A cascade: the provider's database has lorry subscriptions of its own
+// (their state and lag, from its lorry.status).
+void ReadUpstream(pg::PgConn& provider, Report* r) {
+  auto has = provider.QueryValue("SELECT to_regclass('lorry.status') IS NOT NULL");
+  if (!has.ok() || has->value_or("f") != "t") return;
+  auto res = provider.Exec("SELECT subscription, state, lag_seconds, lag_bytes FROM lorry.status ORDER BY 1");
+  if (!res.ok()) {
+    r->upstream_error = pg::RedactSecrets(res.status().message());
+    return;
+  }
+  for (int i = 0; i < res->rows(); ++i) {
+    Upstream u{std::string(res->Get(i, 0)), std::string(res->Get(i, 1)), std::nullopt, std::nullopt};
+    if (!res->IsNull(i, 2)) u.lag_seconds = std::stod(std::string(res->Get(i, 2)));
+    if (!res->IsNull(i, 3)) u.lag_bytes = res->GetInt(i, 3);
+    r->upstream.push_back(std::move(u));
+  }
+}
 
 // The lease and a live standby, from lorry.subscriptions.
 Status ReadLease(pg::PgConn& subscriber, const std::string& name, Report* r) {
@@ -221,6 +251,7 @@ Status ReadProvider(const Config& config, pg::PgConn* provider_conn, Report* r) 
   r->slot_active = res.GetBool(0, 2);
   if (!res.IsNull(0, 3)) r->slot_confirmed_flush = Lsn::Parse(res.Get(0, 3));
   if (!res.IsNull(0, 4)) r->slot_retained_bytes = res.GetInt(0, 4);
+  ReadUpstream(provider, r);
   return Status::Ok();
 }
 
@@ -260,6 +291,16 @@ Result<Report> BuildReport(const Config& config, pg::PgConn& subscriber, bool wi
       r.lag_seconds = 0.0;
     else if (r.last_commit_age_seconds)
       r.lag_seconds = std::max(0.0, *r.last_commit_age_seconds);
+  }
+  if (!r.upstream.empty() && r.lag_seconds) {
+    r.end_to_end_lag_seconds = *r.lag_seconds;
+    for (const auto& u : r.upstream) {
+      if (!u.lag_seconds) {
+        r.end_to_end_lag_seconds.reset();  // an upstream run is not running: unknown
+        break;
+      }
+      r.end_to_end_lag_seconds = std::max(*r.end_to_end_lag_seconds, *r.lag_seconds + *u.lag_seconds);
+    }
   }
   return r;
 }
@@ -310,6 +351,15 @@ json ReportJson(const Report& r) {
                                                 {"pid", std::stoll(r.standby_pid)},
                                                 {"since", r.standby_since}}},
   };
+  json upstream = json::array();
+  for (const auto& u : r.upstream)
+    upstream.push_back({{"subscription", u.name},
+                        {"state", u.state},
+                        {"lag_seconds", OptJson(u.lag_seconds)},
+                        {"lag_bytes", OptJson(u.lag_bytes)}});
+  sub["upstream"] = upstream;
+  sub["upstream_error"] = TextJson(r.upstream_error);
+  sub["end_to_end_lag_seconds"] = OptJson(r.end_to_end_lag_seconds);
   if (r.provider_error.empty()) {
     sub["slot_state"] = {{"exists", r.slot_exists},
                          {"active", r.slot_active},
@@ -384,6 +434,14 @@ void PrintReport(const Report& r, std::ostream& out) {
     line("lag", fmt::format("unknown: nothing applied yet (provider at {})",
                             r.provider_lsn ? r.provider_lsn->ToString() : "?"));
   }
+  for (const auto& u : r.upstream)
+    line("upstream", fmt::format("the provider is fed by lorry subscription \"{}\" ({}, lag {})", u.name, u.state,
+                                 u.lag_seconds ? fmt::format("{:.1f} s", *u.lag_seconds) : "unknown"));
+  if (!r.upstream_error.empty())
+    line("upstream", "the provider has lorry subscriptions, unreadable here: " + r.upstream_error);
+  if (!r.upstream.empty())
+    line("end to end", r.end_to_end_lag_seconds ? fmt::format("lag {:.1f} s", *r.end_to_end_lag_seconds)
+                                                : std::string("lag unknown (an upstream run is not running)"));
   std::string applied_counts = fmt::format("{} transactions, {} changes", r.sub.xacts_applied, r.sub.changes_applied);
   if (!r.sub.last_commit_time.empty()) applied_counts += ", last provider commit at " + r.sub.last_commit_time;
   line("applied", applied_counts);

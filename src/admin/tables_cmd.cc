@@ -121,6 +121,13 @@ Result<std::vector<Candidate>> ResolveTables(pg::PgConn& provider, const AddOpti
       problems->push_back(fmt::format("table {} not found on the provider{}", name->Display(), where));
       continue;
     }
+    // lorry's own state (the subscriber schema lorry: a cascade's middle
+    // database has it) and DDL capture's lorry_ddl are never replicated.
+    if (info->name.schema == "lorry" || info->name.schema == "lorry_ddl") {
+      problems->push_back(fmt::format("table {} is lorry's own state, which lorry does not replicate",
+                                      info->name.Display()));
+      continue;
+    }
     take(std::move(*info), true);
   }
   if (options.all) {

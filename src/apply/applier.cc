@@ -87,6 +87,7 @@ Status Applier::OnBegin(const protocol::BeginMsg& m) {
   xact_commit_time_ = m.commit_time;
   xact_changes_ = 0;
   careful_ = careful_until_.valid() && m.final_lsn <= careful_until_;
+  commit_alone_ = false;
   return Status::Ok();
 }
 
@@ -115,7 +116,7 @@ Status Applier::OnCommit(const protocol::CommitMsg& m) {
   group_commit_time_ = m.commit_time;
   group_xacts_ += xact_changes_ > 0 ? 1 : 0;
   group_changes_ += xact_changes_;
-  if (careful_ || group_changes_ >= limits_.max_changes ||
+  if (careful_ || commit_alone_ || group_changes_ >= limits_.max_changes ||
       std::chrono::steady_clock::now() - group_started_ >= std::chrono::milliseconds(limits_.max_delay_ms))
     return CommitGroup();
   return Status::Ok();
@@ -615,7 +616,27 @@ Status Applier::OnMessage(const protocol::LogicalMessageMsg& m) {
   LORRY_RETURN_IF_ERROR(EnsureSubscriberTransaction());
   LORRY_RETURN_IF_ERROR(FlushBatches());
   LORRY_RETURN_IF_ERROR(pipeline_.Sync());
+  // A cascade: this database is the provider of other lorry subscriptions.
+  LORRY_ASSIGN_OR_RETURN(auto downstream, DownstreamSubscriptions(*conn_));
+  if (!downstream.empty() && msg.skips_rest_of_transaction()) {
+    // Downstream, an execute script skips the rest of the subscriber
+    // transaction it arrives in: that one must hold nothing but this
+    // provider transaction. Transactions grouped before it commit first
+    // (this one changed nothing yet: the message comes first), and it
+    // commits alone.
+    if (xact_changes_ == 0 && group_xacts_ > 0) {
+      in_remote_xact_ = false;
+      Status s = CommitGroup();
+      in_remote_xact_ = true;
+      LORRY_RETURN_IF_ERROR(s);
+      LORRY_RETURN_IF_ERROR(EnsureSubscriberTransaction());
+      LORRY_RETURN_IF_ERROR(pipeline_.Sync());
+    }
+    commit_alone_ = true;
+  }
+  LORRY_RETURN_IF_ERROR(ForwardLorryMessage(*conn_, msg, downstream).WithContext(context));
   LORRY_RETURN_IF_ERROR(RunLorryMessage(*conn_, subscription_, msg).WithContext(context));
+  LORRY_RETURN_IF_ERROR(PublishAddedForDownstream(*conn_, msg, downstream).WithContext(context));
   // The subscriber's tables may have changed: their columns are read again
   // and statements prepared anew.
   for (auto& [relid, rel] : relations_) rel.local.reset();

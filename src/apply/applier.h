@@ -213,6 +213,7 @@ class Applier {
   bool batching_allowed_ = true;  // false when session_replication_role = replica failed
   Lsn careful_until_;
   bool careful_ = false;          // the current transaction is applied carefully
+  bool commit_alone_ = false;     // the current transaction commits in a group of its own (OnMessage)
   std::unordered_map<std::string, std::string> statements_;  // cache key -> prepared name
   int next_statement_ = 0;
 

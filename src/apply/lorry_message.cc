@@ -1,8 +1,10 @@
 #include "apply/lorry_message.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "state/names.h"
 #include "state/state_store.h"
 
 namespace lorry::apply {
@@ -67,6 +69,50 @@ Status RunLorryMessage(pg::PgConn& conn, const std::string& subscription, const 
       conn.ExecParams("SELECT set_config('search_path', $1, true)", {old_path.value_or("")}).status());
   StateStore store(&conn, subscription);
   for (const auto& t : m.add) LORRY_RETURN_IF_ERROR(store.AddTable(t, false, std::nullopt, true));
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> DownstreamSubscriptions(pg::PgConn& conn) {
+  // `lorry init` creates lorry_<name> and lorry_<name>_insert_only together.
+  LORRY_ASSIGN_OR_RETURN(auto r, conn.Exec("SELECT substr(p.pubname, 7) FROM pg_publication p "
+                                           "WHERE p.pubname LIKE 'lorry\\_%' AND EXISTS (SELECT 1 FROM "
+                                           "pg_publication q WHERE q.pubname = p.pubname || '_insert_only') "
+                                           "ORDER BY 1"));
+  std::vector<std::string> out;
+  for (int i = 0; i < r.rows(); ++i) out.emplace_back(r.Get(i, 0));
+  return out;
+}
+
+Status ForwardLorryMessage(pg::PgConn& conn, const LorryMessage& m, const std::vector<std::string>& downstream) {
+  if (downstream.empty()) return Status::Ok();
+  LorryMessage forwarded = m;
+  forwarded.for_subscriptions = downstream;
+  return conn
+      .ExecParams("SELECT pg_logical_emit_message(true, $1, $2)", {kLorryMessagePrefix, EncodeLorryMessage(forwarded)})
+      .status()
+      .WithContext(fmt::format("forwarding the message to the subscriptions of this database ({})",
+                               fmt::join(downstream, ", ")));
+}
+
+Status PublishAddedForDownstream(pg::PgConn& conn, const LorryMessage& m, const std::vector<std::string>& downstream) {
+  for (const auto& name : downstream) {
+    auto names = SubscriptionNames::For(name);
+    for (const auto& t : m.add) {
+      LORRY_ASSIGN_OR_RETURN(
+          auto r, conn.ExecParams("SELECT c.relkind::text, EXISTS (SELECT 1 FROM pg_publication_rel pr "
+                                  "  JOIN pg_publication p ON p.oid = pr.prpubid "
+                                  "  WHERE pr.prrelid = c.oid AND p.pubname IN ($2, $3)) "
+                                  "FROM pg_class c WHERE c.oid = to_regclass($1)",
+                                  {t.Quoted(), names.publication, names.insert_only_publication}));
+      if (r.rows() == 0 || r.GetBool(0, 1)) continue;  // no such table: the run of that subscription says so
+      LORRY_RETURN_IF_ERROR(conn.Exec(fmt::format("ALTER PUBLICATION {} ADD TABLE {}{}",
+                                                  pg::QuoteIdent(names.publication),
+                                                  r.Get(0, 0) == "p" ? "" : "ONLY ", t.Quoted()))
+                                .status()
+                                .WithContext(fmt::format("adding {} for subscription {} downstream", t.Display(),
+                                                         name)));
+    }
+  }
   return Status::Ok();
 }
 

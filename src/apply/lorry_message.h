@@ -55,6 +55,23 @@ std::string EncodeLorryMessage(const LorryMessage& m);
 // A protocol error names what is wrong (e.g. a payload of a newer lorry).
 Result<LorryMessage> DecodeLorryMessage(std::string_view payload);
 
+// Cascades (A -> B -> C): the lorry subscriptions whose provider is the
+// database `conn` is in (each has its two publications there), by name.
+// Empty: nobody replicates from it with lorry.
+Result<std::vector<std::string>> DownstreamSubscriptions(pg::PgConn& conn);
+
+// Forwards `m` to `downstream` (DownstreamSubscriptions): emits it again in
+// the open transaction, at this point, for them. Called before the SQL runs
+// here, as `lorry execute` emits it before the script: the subscribers
+// downstream run the SQL before any change after it and, for an execute
+// script, skip the row changes that running it here makes.
+// REQUIRES: a transaction is open on conn and nothing is pipelined.
+Status ForwardLorryMessage(pg::PgConn& conn, const LorryMessage& m, const std::vector<std::string>& downstream);
+
+// After the SQL ran here: the tables of m.add join the publication of each
+// downstream subscription, as `execute --add` does on the first provider.
+Status PublishAddedForDownstream(pg::PgConn& conn, const LorryMessage& m, const std::vector<std::string>& downstream);
+
 // Runs the message's SQL on `conn` inside its open transaction, with the
 // provider's search_path, then records the tables of `add` in lorry.tables
 // (state `pending`, emptied before their copy: the script created them).

@@ -73,7 +73,7 @@ Result<std::vector<pg::QualifiedName>> ListUserTables(pg::PgConn& conn, const st
       auto r, conn.ExecParams(
                   "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                   "WHERE c.relkind = 'r' AND NOT c.relispartition AND "
-                  "  n.nspname NOT IN ('pg_catalog', 'information_schema', 'lorry') AND "
+                  "  n.nspname NOT IN ('pg_catalog', 'information_schema', 'lorry', 'lorry_ddl') AND "
                   "  n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND "
                   "  ($1::text IS NULL OR n.nspname = $1) "
                   "ORDER BY 1, 2",

@@ -52,7 +52,8 @@ struct TableInfo {
 Result<std::optional<TableInfo>> LookupTable(pg::PgConn& conn, const pg::QualifiedName& name);
 
 // Every ordinary table of every user schema (or of `schema` when not empty);
-// pg_catalog, information_schema, pg_toast*, pg_temp* and lorry are skipped.
+// pg_catalog, information_schema, pg_toast*, pg_temp*, lorry (the state of a
+// subscriber that is also a provider: a cascade) and lorry_ddl (DDL capture) are skipped.
 Result<std::vector<pg::QualifiedName>> ListUserTables(pg::PgConn& conn, const std::string& schema = "");
 
 }  // namespace lorry::catalog

@@ -51,6 +51,12 @@ std::string StreamOptions(int proto_version, const std::vector<std::string>& pub
   // Large transactions arrive while they run (PostgreSQL 14+), instead of
   // after their commit from the provider's own spill files.
   if (stream_in_progress && proto_version >= 2) options += ", streaming 'on'";
+  // Cascades: changes this provider applied as a subscriber itself (they
+  // carry a replication origin) are forwarded. `any` is pgoutput's default
+  // from PostgreSQL 16 (protocol 4) on, where the option exists; said
+  // explicitly so that it never depends on a default. Before 16 pgoutput
+  // sends every origin.
+  if (proto_version >= 4) options += ", origin 'any'";
   return options;
 }
 

@@ -57,7 +57,9 @@ int ProtocolVersionFor(int server_version_num);
 // START_REPLICATION's pgoutput options: protocol, the publications, and
 // logical messages from protocol 2 (PostgreSQL 14) on.
 // `stream_in_progress`: ask for large transactions while they run (protocol
-// 2+); only a stream whose reader spools them (daemon.cc) may.
+// 2+); only a stream whose reader spools them (daemon.cc) may. From
+// protocol 4 (PostgreSQL 16) on, origin 'any': a cascade forwards what the
+// provider applied from its own provider.
 std::string StreamOptions(int proto_version, const std::vector<std::string>& publications,
                           bool stream_in_progress = true);
 

@@ -13,6 +13,9 @@ TEST(StreamOptions, AllPublicationsAndMessagesAndStreamingFromFourteen) {
             "messages 'true', streaming 'on'");
   EXPECT_EQ(StreamOptions(2, {"lorry_main"}, false), "proto_version '2', publication_names '\"lorry_main\"', messages 'true'");
   EXPECT_EQ(ProtocolVersionFor(140005), 2);
+  // PostgreSQL 16+: changes the provider applied from its own provider are sent too (cascades).
+  EXPECT_EQ(StreamOptions(4, {"lorry_b"}), "proto_version '4', publication_names '\"lorry_b\"', messages 'true', "
+                                           "streaming 'on', origin 'any'");
 }
 
 }  // namespace
