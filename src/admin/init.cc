@@ -55,6 +55,19 @@ Check VersionCheck(const std::string& side, const std::string& version, int64_t 
               "upgrade this server to PostgreSQL 12 or later");
 }
 
+// Whether the slot can survive a failover of the provider (README: Provider
+// failover): said plainly at init, not discovered after one.
+Check FailoverCheck(const std::string& side, int64_t num) {
+  if (num >= 170000)
+    return Pass(side, "PostgreSQL 17+: the slot is created as a failover slot; with a standby that syncs it "
+                      "(sync_replication_slots), a failover needs no re-copy");
+  return {Outcome::kWarn, side,
+          fmt::format("PostgreSQL {} has no failover slots: after a failover of the provider (a standby promoted) "
+                      "the slot is gone and `lorry resync --all` copies every table again",
+                      num / 10000),
+          "nothing now; PostgreSQL 17 or later on the provider keeps the slot across a failover"};
+}
+
 Result<std::vector<Check>> ProviderChecks(pg::PgConn& c, const SubscriptionNames& names) {
   const std::string side = "provider";
   LORRY_ASSIGN_OR_RETURN(
@@ -74,6 +87,7 @@ Result<std::vector<Check>> ProviderChecks(pg::PgConn& c, const SubscriptionNames
   std::vector<Check> checks;
   std::string version = ShortVersion(r.Get(0, 0));
   checks.push_back(VersionCheck(side, version, r.GetInt(0, 1)));
+  if (r.GetInt(0, 1) >= kMinServerVersion) checks.push_back(FailoverCheck(side, r.GetInt(0, 1)));
 
   std::string wal_level(r.Get(0, 2));
   if (wal_level == "logical")

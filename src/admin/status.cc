@@ -177,6 +177,8 @@ struct Report {
   std::string standby_pid;
   std::string standby_since;
   std::vector<std::string> skips_pending;  // `lorry skip --lsn` requests run has not met yet
+  int provider_version_num = 0;
+  std::optional<bool> slot_failover;       // PostgreSQL 17+: whether the slot is a failover slot
   std::vector<Upstream> upstream;          // the provider's own lorry subscriptions (a cascade)
   std::string upstream_error;              // they exist but cannot be read
   std::optional<double> end_to_end_lag_seconds;  // this lag plus the largest upstream one
@@ -243,7 +245,8 @@ Status ReadProvider(const Config& config, pg::PgConn* provider_conn, Report* r) 
                     "WITH pos AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
                     "             ELSE pg_current_wal_lsn() END AS lsn) "
                     "SELECT pos.lsn::text, s.slot_name IS NOT NULL, coalesce(s.active, false), "
-                    "  s.confirmed_flush_lsn::text, (pos.lsn - s.restart_lsn)::bigint "
+                    "  s.confirmed_flush_lsn::text, (pos.lsn - s.restart_lsn)::bigint, "
+                    "  to_jsonb(s)->>'failover' "  // PostgreSQL 17+
                     "FROM pos LEFT JOIN pg_replication_slots s ON s.slot_name = $1",
                     {r->names.slot}));
   r->provider_lsn = Lsn::Parse(res.Get(0, 0));
@@ -251,6 +254,8 @@ Status ReadProvider(const Config& config, pg::PgConn* provider_conn, Report* r) 
   r->slot_active = res.GetBool(0, 2);
   if (!res.IsNull(0, 3)) r->slot_confirmed_flush = Lsn::Parse(res.Get(0, 3));
   if (!res.IsNull(0, 4)) r->slot_retained_bytes = res.GetInt(0, 4);
+  if (!res.IsNull(0, 5)) r->slot_failover = res.Get(0, 5) == "true";
+  r->provider_version_num = provider.server_version();
   ReadUpstream(provider, r);
   return Status::Ok();
 }
@@ -358,6 +363,11 @@ json ReportJson(const Report& r) {
                         {"lag_seconds", OptJson(u.lag_seconds)},
                         {"lag_bytes", OptJson(u.lag_bytes)}});
   sub["upstream"] = upstream;
+  if (r.provider_error.empty())
+    sub["failover"] = {{"failover_slot", OptJson(r.slot_failover)},
+                       {"resync_after_failover", r.provider_version_num < 170000}};
+  else
+    sub["failover"] = nullptr;
   sub["upstream_error"] = TextJson(r.upstream_error);
   sub["end_to_end_lag_seconds"] = OptJson(r.end_to_end_lag_seconds);
   if (r.provider_error.empty()) {
@@ -376,6 +386,18 @@ json ReportJson(const Report& r) {
   CheckResult check = CheckStatusReport(report, {});
   report["check"] = {{"state", CheckStateName(check.state)}, {"line", check.line}};
   return report;
+}
+
+// What a failover of the provider would cost (README: Provider failover).
+std::string FailoverText(const Report& r) {
+  if (r.provider_version_num < 170000)
+    return fmt::format("PostgreSQL {} has no failover slots: after a failover of the provider, "
+                       "`lorry resync --all` copies every table again",
+                       r.provider_version_num / 10000);
+  if (!r.slot_exists) return "the slot will be a failover slot (PostgreSQL 17+)";
+  if (r.slot_failover.value_or(false))
+    return "failover slot: a standby with sync_replication_slots = on keeps it, a promotion needs no re-copy";
+  return "the slot is not a failover slot yet: the next `lorry run` makes it one";
 }
 
 void PrintReport(const Report& r, std::ostream& out) {
@@ -419,6 +441,8 @@ void PrintReport(const Report& r, std::ostream& out) {
                                    ? fmt::format(", keeps {} of WAL on the provider", HumanBytes(*r.slot_retained_bytes))
                                    : ""));
   }
+
+  if (r.provider_error.empty()) line("failover", FailoverText(r));
 
   std::string applied = r.applied_lsn ? r.applied_lsn->ToString() : "nothing yet";
   if (r.sub.confirmed_lsn) applied += fmt::format(" (confirmed up to {})", r.sub.confirmed_lsn->ToString());

@@ -300,9 +300,11 @@ class Session {
             "(consistent point {}): changes made since are lost to lorry. Copy every table again: "
             "`lorry resync --all`, then `lorry run`",
             names_.slot, config_.name, sub_.consistent_lsn->ToString()));
-      LORRY_ASSIGN_OR_RETURN(auto created, repl_.CreateSlot(names_.slot, false));
-      spdlog::info("sub={} created slot={} consistent_point={} proto_version={}", config_.name, names_.slot,
-                   created.consistent_point.ToString(), proto_version_);
+      // A failover slot from PostgreSQL 17 on (README: Provider failover).
+      LORRY_ASSIGN_OR_RETURN(auto created, repl_.CreateSlot(names_.slot, false, /*failover=*/true));
+      spdlog::info("sub={} created slot={} consistent_point={} proto_version={}{}", config_.name, names_.slot,
+                   created.consistent_point.ToString(), proto_version_,
+                   provider_.server_version() >= 170000 ? " failover=true" : "");
       LORRY_RETURN_IF_ERROR(apply_conn_
                                 .ExecParams("SELECT pg_replication_origin_advance($1, $2)",
                                             {names_.origin, created.consistent_point.ToString()})
@@ -316,9 +318,23 @@ class Session {
             CopyPending(pending, created.snapshot, created.consistent_point, TableStateKind::kReady));
       return RebuildLeftoverIndexes();
     }
+    LORRY_RETURN_IF_ERROR(EnsureFailoverSlot());
     // Tables added after the slot was created are copied in the background
     // once the stream runs (StartTableSync).
     return RebuildLeftoverIndexes();
+  }
+
+  // PostgreSQL 17+: a slot created as an ordinary one (by an older lorry, or
+  // before the provider's upgrade to 17) becomes a failover slot.
+  Status EnsureFailoverSlot() {
+    if (provider_.server_version() < 170000) return Status::Ok();
+    LORRY_ASSIGN_OR_RETURN(auto failover, provider_.QueryValue("SELECT failover FROM pg_replication_slots "
+                                                               "WHERE slot_name = $1 AND NOT active",
+                                                               {names_.slot}));
+    if (!failover || *failover != "f") return Status::Ok();
+    LORRY_RETURN_IF_ERROR(repl_.MakeFailoverSlot(names_.slot));
+    spdlog::info("sub={} slot={} is now a failover slot", config_.name, names_.slot);
+    return Status::Ok();
   }
 
   // START_REPLICATION refused with "replication slot ... is active for PID

@@ -19,10 +19,14 @@ Result<ReplicationConn> ReplicationConn::Connect(const std::string& conninfo, co
   return r;
 }
 
-Result<CreatedSlot> ReplicationConn::CreateSlot(const std::string& name, bool temporary) {
-  // The pre-15 syntax is accepted by every supported major version.
+Result<CreatedSlot> ReplicationConn::CreateSlot(const std::string& name, bool temporary, bool failover) {
+  // The pre-15 syntax is accepted by every supported major version; the
+  // FAILOVER option exists only in the options list (15+ syntax) from 17 on.
   std::string sql = fmt::format("CREATE_REPLICATION_SLOT {} {}LOGICAL pgoutput EXPORT_SNAPSHOT", QuoteIdent(name),
                                 temporary ? "TEMPORARY " : "");
+  if (failover && !temporary && server_version() >= 170000)
+    sql = fmt::format("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER true)",
+                      QuoteIdent(name));
   auto r = conn_.Exec(sql);
   if (!r.ok()) return r.status().WithContext(fmt::format("creating replication slot {}", name));
   if (r->rows() != 1 || r->columns() < 3)
@@ -34,6 +38,12 @@ Result<CreatedSlot> ReplicationConn::CreateSlot(const std::string& name, bool te
   s.consistent_point = *lsn;
   s.snapshot = r->Get(0, 2);
   return s;
+}
+
+Status ReplicationConn::MakeFailoverSlot(const std::string& name) {
+  return conn_.Exec(fmt::format("ALTER_REPLICATION_SLOT {} (FAILOVER true)", QuoteIdent(name)))
+      .status()
+      .WithContext(fmt::format("making replication slot {} a failover slot", name));
 }
 
 Status ReplicationConn::StartReplication(const std::string& slot, Lsn start, const std::string& options) {

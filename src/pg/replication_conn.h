@@ -31,8 +31,16 @@ class ReplicationConn {
   int server_version() const { return conn_.server_version(); }
   const std::string& label() const { return conn_.label(); }
 
-  // CREATE_REPLICATION_SLOT name [TEMPORARY] LOGICAL pgoutput EXPORT_SNAPSHOT
-  Result<CreatedSlot> CreateSlot(const std::string& name, bool temporary);
+  // CREATE_REPLICATION_SLOT name [TEMPORARY] LOGICAL pgoutput EXPORT_SNAPSHOT.
+  // `failover` (PostgreSQL 17+, ignored before; never with `temporary`): a
+  // failover slot, which standbys with sync_replication_slots = on keep in
+  // step so that it survives the promotion of one of them.
+  Result<CreatedSlot> CreateSlot(const std::string& name, bool temporary, bool failover = false);
+
+  // ALTER_REPLICATION_SLOT name (FAILOVER true): a slot created before (by
+  // an older lorry, or on PostgreSQL 16 before an upgrade) becomes a
+  // failover slot. REQUIRES: PostgreSQL 17+, the slot inactive.
+  Status MakeFailoverSlot(const std::string& name);
 
   // START_REPLICATION SLOT name LOGICAL start (options...). Enters COPY BOTH.
   Status StartReplication(const std::string& slot, Lsn start, const std::string& options);

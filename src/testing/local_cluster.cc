@@ -36,6 +36,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -624,9 +625,12 @@ Status LocalCluster::Init() {
   watchdog_ = StartWatchdog(plan, &watchdog_fd_);
 
   std::string output;
-  LORRY_RETURN_IF_ERROR(Annotate(RunProgram(
-      "initdb", {"-D", datadir_, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N"},
-      kInitdbTimeout, &output).WithContext("initdb")));
+  if (options_.standby_of != nullptr)
+    LORRY_RETURN_IF_ERROR(CopyFromPrimary());
+  else
+    LORRY_RETURN_IF_ERROR(Annotate(RunProgram(
+        "initdb", {"-D", datadir_, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N"},
+        kInitdbTimeout, &output).WithContext("initdb")));
 
   std::ifstream version_file(datadir_ + "/PG_VERSION");
   if (!(version_file >> major_version_))
@@ -634,6 +638,35 @@ Status LocalCluster::Init() {
 
   LORRY_ASSIGN_OR_RETURN(port_, FindAndReservePort());
   return WriteConfig();
+}
+
+// A low-level base backup (the npm server packages ship no pg_basebackup):
+// the copy is taken between pg_backup_start and pg_backup_stop in one
+// session, and pg_backup_stop's label file makes the standby start from the
+// backup's checkpoint. Files that vanish while being copied do not matter:
+// WAL replay from that checkpoint repairs what the copy caught mid-change.
+Status LocalCluster::CopyFromPrimary() {
+  const LocalCluster& primary = *options_.standby_of;
+  if (primary.major_version() < 15)
+    return Status::Precondition("local cluster: a standby needs PostgreSQL 15+ (pg_backup_start)");
+  LORRY_ASSIGN_OR_RETURN(auto conn, pg::PgConn::Connect(primary.Conninfo(), {{}, "primary"}));
+  LORRY_RETURN_IF_ERROR(conn.Exec("SELECT pg_backup_start('lorry standby', true)").status());
+  LORRY_ASSIGN_OR_RETURN(RunAs as, ServerUser());
+  (void)RunCommand({"/bin/cp", "-a", primary.datadir() + "/.", datadir_}, basedir_, basedir_ + "/cp.out", as, 120);
+  LORRY_ASSIGN_OR_RETURN(auto label, conn.QueryValue("SELECT labelfile FROM pg_backup_stop(true)"));
+  if (!label) return Status::Internal("pg_backup_stop returned no label file");
+  for (const char* stale : {"postmaster.pid", "postmaster.opts", "standby.signal", "recovery.signal"})
+    std::remove((datadir_ + "/" + stale).c_str());
+  LORRY_RETURN_IF_ERROR(AppendToFile(datadir_ + "/backup_label", *label, /*truncate=*/true));
+  LORRY_RETURN_IF_ERROR(AppendToFile(datadir_ + "/standby.signal", "", /*truncate=*/true));
+  if (as.switch_user)
+    for (const char* f : {"backup_label", "standby.signal"})
+      if (chown((datadir_ + "/" + f).c_str(), as.uid, as.gid) != 0)
+        return Status::Internal(fmt::format("chown {}/{}: {}", datadir_, f, std::strerror(errno)));
+  return AppendToFile(datadir_ + "/postgresql.conf",
+                      fmt::format("\n# A standby of {}.\nprimary_conninfo = 'host={} port={} user=postgres "
+                                  "dbname=postgres'\nhot_standby = on\n",
+                                  primary.name(), primary.host(), primary.port()));
 }
 
 Status LocalCluster::WriteConfig() {

@@ -37,11 +37,18 @@
 
 namespace lorry::testing {
 
+class LocalCluster;
+
 struct LocalClusterOptions {
   std::string name = "pg";            // used in the temp folder name and in errors
   std::string bindir;                 // empty -> $PG_BINDIR, else /usr/lib/postgresql/15/bin
   std::vector<std::string> settings;  // extra postgresql.conf lines, e.g. "work_mem = '8MB'"
   bool logical = true;                // wal_level=logical, max_replication_slots=10, max_wal_senders=10
+  // A physical standby of this running cluster (PostgreSQL 15+) instead of
+  // initdb: a copy of its data folder between pg_backup_start and
+  // pg_backup_stop, with standby.signal and primary_conninfo. `settings`
+  // add the rest (primary_slot_name, hot_standby_feedback, ...).
+  const LocalCluster* standby_of = nullptr;
 };
 
 class LocalCluster {
@@ -89,6 +96,7 @@ class LocalCluster {
   explicit LocalCluster(LocalClusterOptions options);
 
   Status Init();                                 // folder, initdb, configuration
+  Status CopyFromPrimary();                      // instead of initdb: options_.standby_of
   Status StartServer(bool may_change_port);      // REQUIRES: mu_ held
   Status StopServer(std::string_view mode);      // REQUIRES: mu_ held
   void KillServer();                             // REQUIRES: mu_ held
