@@ -33,6 +33,11 @@ struct AddOptions {
   std::vector<std::string> tables;  // as typed by the user: qualified or not, SQL quoting allowed
   bool all = false;
   std::string schema;  // with --all: only this schema
+  // With --all: tables (and free-standing sequences) to leave out, as
+  // NameMatches patterns; schemas to take only / to leave out.
+  std::vector<std::string> excludes;
+  std::vector<std::string> include_schemas;
+  std::vector<std::string> exclude_schemas;
   bool insert_only = false;
   bool truncate = false;  // empty the subscriber tables before their copy
   bool create = false;    // create tables missing on the subscriber (schema/table_create.h)
@@ -43,6 +48,10 @@ struct AddOptions {
   std::string columns;  // "a,b"
   std::string ops;      // "insert,update"
   std::vector<std::string> sequences;  // --sequence NAME: synced too (sync/sequence_sync.h)
+  // --partitions root|leaves: a partitioned table through its root (the
+  // default; PostgreSQL 13+ on the provider, its leaves on 12), or each leaf
+  // partition as a table of its own.
+  std::string partitions = "root";
 };
 Status Add(const Config& config, const AddOptions& options, std::ostream& out);
 Status Remove(const Config& config, const std::vector<std::string>& tables, std::ostream& out);

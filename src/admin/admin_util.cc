@@ -116,4 +116,45 @@ std::string HumanBytes(int64_t bytes) {
   return fmt::format("{:.1f} TB", v);
 }
 
+namespace {
+// LIKE/glob match of a whole name, by backtracking on the last wildcard.
+bool Like(std::string_view p, std::string_view s) {
+  size_t pi = 0, si = 0, star = std::string_view::npos, mark = 0;
+  while (si < s.size()) {
+    if (pi < p.size() && (p[pi] == '%' || p[pi] == '*')) {
+      star = pi++;
+      mark = si;
+    } else if (pi < p.size() && (p[pi] == '_' || p[pi] == '?')) {
+      ++pi;
+      ++si;
+    } else if (pi < p.size() && p[pi] == '\\' && pi + 1 < p.size() && p[pi + 1] == s[si]) {
+      pi += 2;
+      ++si;
+    } else if (pi < p.size() && p[pi] != '\\' && p[pi] == s[si]) {
+      ++pi;
+      ++si;
+    } else if (star != std::string_view::npos) {
+      pi = star + 1;
+      si = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && (p[pi] == '%' || p[pi] == '*')) ++pi;
+  return pi == p.size();
+}
+}  // namespace
+
+bool NameMatches(std::string_view pattern, const pg::QualifiedName& name) {
+  // The dot between schema and table: the first one not escaped.
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\') {
+      ++i;
+      continue;
+    }
+    if (pattern[i] == '.') return Like(pattern.substr(0, i), name.schema) && Like(pattern.substr(i + 1), name.name);
+  }
+  return Like(pattern, name.name);
+}
+
 }  // namespace lorry::admin

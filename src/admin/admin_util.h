@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/lsn.h"
@@ -53,6 +54,12 @@ Status NotInitialised(const std::string& name);
 
 // `word` quoted for a POSIX shell when it needs it, for commands we suggest.
 std::string ShellQuote(const std::string& word);
+
+// Whether `pattern` (of `add --exclude`) matches a table: "schema.table" or
+// "table" (any schema), each part an SQL LIKE pattern (% and _) or a glob
+// (* and ?), compared case-sensitively with the unquoted names; a backslash
+// takes the next character literally.
+bool NameMatches(std::string_view pattern, const pg::QualifiedName& name);
 
 // "1.5 MB", "320 kB", "12 bytes".
 std::string HumanBytes(int64_t bytes);

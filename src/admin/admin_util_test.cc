@@ -23,4 +23,21 @@ TEST(HumanBytes, PicksAUnit) {
 }
 
 }  // namespace
+TEST(NameMatches, LikeAndGlobOnSchemaAndTable) {
+  pg::QualifiedName t{"public", "tmp_orders"};
+  EXPECT_TRUE(NameMatches("public.tmp_%", t));
+  EXPECT_TRUE(NameMatches("public.tmp_*", t));
+  EXPECT_TRUE(NameMatches("*.tmp?orders", t));
+  EXPECT_TRUE(NameMatches("tmp_orders", t));          // unqualified: any schema
+  EXPECT_TRUE(NameMatches("%", t));
+  EXPECT_FALSE(NameMatches("public.tmp", t));         // the whole name
+  EXPECT_FALSE(NameMatches("audit.*", t));
+  EXPECT_FALSE(NameMatches("public.TMP_%", t));       // case-sensitive
+  EXPECT_TRUE(NameMatches("public.tmp\\_orders", t));  // escaped _ is literal
+  EXPECT_FALSE(NameMatches("public.tmp\\_orders", {"public", "tmpxorders"}));
+  EXPECT_TRUE(NameMatches("a\\.b.c", {"a.b", "c"}));   // an escaped dot is part of the schema
+  EXPECT_TRUE(NameMatches("p%a%b", {"s", "pxxaybzzb"}));
+  EXPECT_FALSE(NameMatches("p%a%b", {"s", "pxxaybzzc"}));
+}
+
 }  // namespace lorry::admin

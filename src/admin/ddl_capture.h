@@ -12,11 +12,13 @@
 // What it covers: every command that pg_event_trigger_ddl_commands()
 // reports at ddl_command_end with, as its object, a table in a lorry
 // publication of a capturing subscription, or an index of such a table
-// (ALTER TABLE in all its forms, CREATE INDEX, ALTER INDEX, COMMENT ON ...).
+// (ALTER TABLE in all its forms, CREATE INDEX, ALTER INDEX, COMMENT ON ...),
+// or a partition of a published partitioned table: CREATE TABLE ...
+// PARTITION OF, and ATTACH / DETACH PARTITION (an ALTER TABLE of the root).
 // The query string the client sent is replayed (once per query string),
 // with the provider session's search_path. Not covered: DROP TABLE / DROP
 // INDEX (sql_drop does not name the table), tables not yet replicated
-// (CREATE TABLE), other objects (types, functions, sequences), DDL of
+// (CREATE TABLE, unless a partition of a published root), other objects (types, functions, sequences), DDL of
 // `lorry execute` (already sent), and DDL run while session_replication_role
 // is replica (event triggers do not fire then).
 #pragma once

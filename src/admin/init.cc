@@ -11,6 +11,7 @@
 #include "admin/admin.h"
 #include "admin/admin_util.h"
 #include "admin/ddl_capture.h"
+#include "catalog/publications.h"
 #include "state/state_store.h"
 
 namespace lorry::admin {
@@ -273,8 +274,8 @@ Status Install(pg::PgConn& provider, pg::PgConn& subscriber, const SubscriptionN
     LORRY_ASSIGN_OR_RETURN(bool exists, PublicationExists(provider, p.name));
     if (!exists) {
       LORRY_RETURN_IF_ERROR(provider
-                                .Exec(fmt::format("CREATE PUBLICATION {} WITH (publish = {})", pg::QuoteIdent(p.name),
-                                                  pg::QuoteLiteral(p.publish)))
+                                .Exec(fmt::format("CREATE PUBLICATION {} WITH ({})", pg::QuoteIdent(p.name),
+                                                  catalog::PublicationOptions(p.publish, provider.server_version())))
                                 .status());
     }
     Report(out, !exists, "provider", fmt::format("publication {} ({})", p.name, p.publish));

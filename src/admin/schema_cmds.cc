@@ -11,6 +11,7 @@
 #include "admin/admin.h"
 #include "admin/admin_util.h"
 #include "catalog/catalog.h"
+#include "catalog/partitions.h"
 #include "schema/table_diff.h"
 #include "state/state_store.h"
 
@@ -34,6 +35,40 @@ Result<Replicated> ListReplicated(pg::PgConn& provider, pg::PgConn& subscriber, 
   return r;
 }
 
+// Why a provider table is not replicated, with the fix: a partitioned table
+// whose leaves are replicated one by one has its other leaves listed; a
+// table without a replica identity needs one (or --insert-only).
+Status WhyNotReplicated(pg::PgConn& provider, const catalog::TableInfo& t, const Replicated& replicated,
+                        std::vector<pg::QualifiedName>* out, std::map<pg::QualifiedName, std::string>* why) {
+  std::string add = ShellQuote(t.name.Display());
+  if (t.partitioned()) {
+    LORRY_ASSIGN_OR_RETURN(auto leaves, catalog::ListLeaves(provider, t.oid));
+    std::vector<pg::QualifiedName> left;
+    for (const auto& l : leaves)
+      if (!replicated.tables.count(l)) left.push_back(l);
+    if (left.size() < leaves.size()) {  // replicated leaf by leaf (--partitions leaves)
+      for (const auto& l : left) {
+        out->push_back(l);
+        (*why)[l] = fmt::format("a partition of {}, whose other partitions are replicated one by one; to add it: "
+                                "lorry add --partitions leaves {}",
+                                t.name.Display(), ShellQuote(l.Display()));
+      }
+      return Status::Ok();
+    }
+    out->push_back(t.name);
+    (*why)[t.name] = fmt::format("partitioned, {} partition{} replicated through it; to add it: lorry add {}",
+                                 t.leaf_partitions, t.leaf_partitions == 1 ? "" : "s", add);
+    return Status::Ok();
+  }
+  out->push_back(t.name);
+  (*why)[t.name] = t.HasUsableIdentity()
+                       ? "to add it: lorry add " + add
+                       : fmt::format("no primary key or replica identity: add a primary key (or ALTER TABLE {} "
+                                     "REPLICA IDENTITY FULL), then lorry add {}; or lorry add --insert-only {}",
+                                     t.name.Quoted(), add, add);
+  return Status::Ok();
+}
+
 nlohmann::json NameList(const std::vector<pg::QualifiedName>& names) {
   auto a = nlohmann::json::array();
   for (const auto& n : names) a.push_back(n.Display());
@@ -49,8 +84,16 @@ Status Missing(const Config& config, bool json, std::ostream& out) {
   LORRY_ASSIGN_OR_RETURN(auto replicated, ListReplicated(provider, subscriber, names));
   LORRY_ASSIGN_OR_RETURN(auto provider_tables, catalog::ListUserTables(provider));
   std::vector<pg::QualifiedName> not_replicated, missing_sub, missing_prov;
-  for (const auto& t : provider_tables)
-    if (!replicated.tables.count(t)) not_replicated.push_back(t);
+  std::map<pg::QualifiedName, std::string> why;  // not replicated: the reason and the fix
+  for (const auto& t : provider_tables) {
+    if (replicated.tables.count(t)) continue;
+    LORRY_ASSIGN_OR_RETURN(auto info, catalog::LookupTable(provider, t));
+    if (!info) continue;  // dropped since listed
+    LORRY_RETURN_IF_ERROR(WhyNotReplicated(provider, *info, replicated, &not_replicated, &why));
+  }
+  std::vector<pg::QualifiedName> roots;
+  for (const auto& [t, insert_only] : replicated.tables) roots.push_back(t);
+  LORRY_ASSIGN_OR_RETURN(auto gaps, catalog::MissingPartitions(provider, subscriber, roots));
   for (const auto& [t, insert_only] : replicated.tables) {
     LORRY_ASSIGN_OR_RETURN(auto sub, subscriber.QueryValue("SELECT to_regclass($1)::oid", {t.Quoted()}));
     if (!sub) missing_sub.push_back(t);
@@ -58,14 +101,21 @@ Status Missing(const Config& config, bool json, std::ostream& out) {
     if (!prov) missing_prov.push_back(t);
   }
   if (json) {
+    auto reasons = nlohmann::json::object();
+    for (const auto& [t, w] : why) reasons[t.Display()] = w;
+    auto partitions = nlohmann::json::array();
+    for (const auto& g : gaps)
+      partitions.push_back({{"partition", g.partition.Display()}, {"parent", g.parent.Display()}, {"fix", g.fix}});
     out << nlohmann::json{{"not_replicated", NameList(not_replicated)},
+                          {"not_replicated_reasons", reasons},
                           {"missing_on_subscriber", NameList(missing_sub)},
+                          {"missing_partitions_on_subscriber", partitions},
                           {"missing_on_provider", NameList(missing_prov)}}
                .dump(2)
         << "\n";
   } else {
-    for (const auto& t : not_replicated)
-      out << fmt::format("not replicated: {} (to add it: lorry add {})\n", t.Display(), ShellQuote(t.Display()));
+    for (const auto& t : not_replicated) out << fmt::format("not replicated: {} ({})\n", t.Display(), why[t]);
+    for (const auto& g : gaps) out << "missing on the subscriber: " << catalog::DescribeGap(g) << "\n";
     for (const auto& t : missing_sub)
       out << fmt::format("missing on the subscriber: {} (replicated; create it there, or `lorry remove` and `lorry "
                          "add --create` it)\n",
@@ -74,7 +124,7 @@ Status Missing(const Config& config, bool json, std::ostream& out) {
       out << fmt::format("missing on the provider: {} (replicated, but dropped there; `lorry remove {}`)\n",
                          t.Display(), ShellQuote(t.Display()));
   }
-  size_t n = not_replicated.size() + missing_sub.size() + missing_prov.size();
+  size_t n = not_replicated.size() + missing_sub.size() + missing_prov.size() + gaps.size();
   if (n == 0) {
     if (!json) out << "nothing missing: every provider table is replicated and present on the subscriber\n";
     return Status::Ok();

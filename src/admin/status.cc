@@ -16,6 +16,7 @@
 #include "admin/admin.h"
 #include "admin/admin_util.h"
 #include "admin/status_check.h"
+#include "catalog/partitions.h"
 #include "pg/conninfo.h"
 #include "state/state_store.h"
 
@@ -182,6 +183,10 @@ struct Report {
   std::vector<Upstream> upstream;          // the provider's own lorry subscriptions (a cascade)
   std::string upstream_error;              // they exist but cannot be read
   std::optional<double> end_to_end_lag_seconds;  // this lag plus the largest upstream one
+  // While the stream is held by an error: the partitions of replicated
+  // tables that the subscriber lacks (catalog/partitions.h), the usual cause
+  // once partitions are created on the provider.
+  std::vector<catalog::PartitionGap> partition_gaps;
 };
 
 // A cascade: the provider's database has lorry subscriptions of its own
@@ -200,6 +205,16 @@ void ReadUpstream(pg::PgConn& provider, Report* r) {
     if (!res->IsNull(i, 3)) u.lag_bytes = res->GetInt(i, 3);
     r->upstream.push_back(std::move(u));
   }
+}
+
+// Fills r->partition_gaps when the stream reports an error (only then: it
+// reads each replicated table's partition tree on both sides).
+void ReadPartitionGaps(pg::PgConn& provider, pg::PgConn& subscriber, Report* r) {
+  if (r->sub.last_error.empty()) return;
+  std::vector<pg::QualifiedName> names;
+  for (const auto& t : r->tables) names.push_back(t.name);
+  auto gaps = catalog::MissingPartitions(provider, subscriber, names);
+  if (gaps.ok()) r->partition_gaps = std::move(gaps).value();  // else: the report goes without them
 }
 
 // The lease and a live standby, from lorry.subscriptions.
@@ -230,15 +245,8 @@ Status ReadLease(pg::PgConn& subscriber, const std::string& name, Report* r) {
   return Status::Ok();
 }
 
-// Reads the provider's side of the report: current WAL position and slot,
-// over `provider` (null: a connection of its own).
-Status ReadProvider(const Config& config, pg::PgConn* provider_conn, Report* r) {
-  pg::PgConn own;
-  if (provider_conn == nullptr) {
-    LORRY_ASSIGN_OR_RETURN(own, ConnectProvider(config));
-    provider_conn = &own;
-  }
-  pg::PgConn& provider = *provider_conn;
+// Reads the provider's side of the report: current WAL position and slot.
+Status ReadProvider(pg::PgConn& provider, Report* r) {
   r->provider_label = provider.label();
   LORRY_ASSIGN_OR_RETURN(
       auto res, provider.ExecParams(
@@ -283,11 +291,22 @@ Result<Report> BuildReport(const Config& config, pg::PgConn& subscriber, bool wi
                                                          {config.name}));
   if (age) r.last_commit_age_seconds = std::stod(*age);
 
-  Status ps = ReadProvider(config, provider, &r);
+  pg::PgConn own;
+  if (provider == nullptr) {
+    auto c = ConnectProvider(config);
+    if (!c.ok()) {
+      r.provider_error = pg::RedactSecrets(c.status().message());
+      return r;
+    }
+    own = std::move(c).value();
+    provider = &own;
+  }
+  Status ps = ReadProvider(*provider, &r);
   if (!ps.ok()) {
     r.provider_error = pg::RedactSecrets(ps.message());
     return r;
   }
+  ReadPartitionGaps(*provider, subscriber, &r);
   std::optional<Lsn> done = r.applied_lsn;
   if (r.sub.confirmed_lsn && (!done || *r.sub.confirmed_lsn > *done)) done = r.sub.confirmed_lsn;
   if (r.provider_lsn && done) {
@@ -314,6 +333,13 @@ std::map<std::string, int> StateCounts(const std::vector<TableState>& tables) {
   std::map<std::string, int> counts;
   for (const auto& t : tables) ++counts[TableStateName(t.state)];
   return counts;
+}
+
+json PartitionGapsJson(const std::vector<catalog::PartitionGap>& gaps) {
+  json a = json::array();
+  for (const auto& g : gaps)
+    a.push_back({{"partition", g.partition.Display()}, {"parent", g.parent.Display()}, {"fix", g.fix}});
+  return a;
 }
 
 json ReportJson(const Report& r) {
@@ -344,6 +370,7 @@ json ReportJson(const Report& r) {
       {"changes_applied", r.sub.changes_applied},
       {"proto_version", r.sub.proto_version},
       {"last_error", TextJson(r.sub.last_error)},
+      {"missing_partitions", PartitionGapsJson(r.partition_gaps)},
       {"last_error_at", TextJson(r.sub.last_error_at)},
       {"lease",
        {{"owner", TextJson(r.lease_owner)},
@@ -475,6 +502,7 @@ void PrintReport(const Report& r, std::ostream& out) {
     line("skip", fmt::format("requested, not yet skipped by run: {}", lsns));
   }
   line("last error", r.sub.last_error.empty() ? "none" : r.sub.last_error + " (at " + r.sub.last_error_at + ")");
+  for (const auto& g : r.partition_gaps) line("fix", catalog::DescribeGap(g));
 
   std::string counts;
   for (const auto& [state, n] : StateCounts(r.tables)) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, state);
@@ -534,6 +562,12 @@ Status ShowTables(const Config& config, bool json_output, std::ostream& out) {
     out << json{{"subscription", report.names.name}, {"tables", tables}}.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
   } else {
     PrintTables(report.tables, out);
+    if (!report.sub.last_error.empty()) {
+      out << "\nthe stream is held by an error: " << report.sub.last_error << "\n";
+      auto provider = ConnectProvider(config);
+      if (provider.ok()) ReadPartitionGaps(*provider, subscriber, &report);
+      for (const auto& g : report.partition_gaps) out << "fix: " << catalog::DescribeGap(g) << "\n";
+    }
   }
   return Status::Ok();
 }

@@ -29,6 +29,7 @@
 #include "catalog/catalog.h"
 #include "catalog/publications.h"
 #include "schema/table_create.h"
+#include "schema/table_diff.h"
 #include "state/state_store.h"
 
 namespace lorry::admin {
@@ -78,11 +79,13 @@ void CompareColumns(const catalog::TableInfo& prov, const catalog::TableInfo& su
                                       "replicated values could not be stored in it",
                                       pg::QuoteIdentIfNeeded(c.name), prov.name.Display()));
     }
+    if (s != nullptr && schema::AlwaysIdentityMismatch(c, *s))
+      problems->push_back(schema::AlwaysIdentityProblem(c.name, prov.name.Display(), sub.name.Quoted()));
   }
   for (const auto& s : sub.columns) {
     const catalog::ColumnInfo* p = prov.FindColumn(s.name);
     bool replicated = p != nullptr && !p->generated;
-    if (replicated || s.generated || !s.not_null || s.has_default) continue;
+    if (replicated || s.generated || !s.not_null || s.has_default || s.identity) continue;
     problems->push_back(fmt::format("column {} of table {} exists only on the subscriber and is NOT NULL without a "
                                     "default: replicated rows could not be inserted. Fix: on the subscriber, "
                                     "ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL; (or SET DEFAULT ...)",
@@ -96,14 +99,61 @@ struct Candidate {
   bool named = false;       // named on the command line, not only found by --all
 };
 
+// Why --all leaves a table or sequence out ("" when it takes it): the
+// schema and name filters of `options`.
+std::string FilteredOut(const AddOptions& options, const pg::QualifiedName& name) {
+  auto& inc = options.include_schemas;
+  if (!inc.empty() && std::find(inc.begin(), inc.end(), name.schema) == inc.end())
+    return "its schema is not in --include-schema";
+  auto& exc = options.exclude_schemas;
+  if (std::find(exc.begin(), exc.end(), name.schema) != exc.end())
+    return "--exclude-schema " + ShellQuote(name.schema);
+  for (const auto& p : options.excludes)
+    if (NameMatches(p, name)) return "--exclude " + ShellQuote(p);
+  return "";
+}
+
+// How partitioned tables are added: through the root, unless --partitions
+// leaves or the provider cannot publish through a root (before 13).
+catalog::PartitionMode EffectiveMode(const AddOptions& options, int provider_version) {
+  return options.partitions == "leaves" || provider_version < 130000 ? catalog::PartitionMode::kLeaves
+                                                                     : catalog::PartitionMode::kRoot;
+}
+
 // The tables named on the command line (and by --all), resolved on the
-// provider; problems for names that do not resolve.
+// provider; problems for names that do not resolve. A partitioned table is
+// itself a candidate in root mode, its leaves in leaves mode; a partition
+// named in root mode is refused (its rows travel through its root).
 Result<std::vector<Candidate>> ResolveTables(pg::PgConn& provider, const AddOptions& options,
-                                             std::vector<std::string>* problems) {
+                                             std::vector<std::string>* problems, std::vector<std::string>* notes,
+                                             std::vector<std::string>* skipped) {
   std::vector<Candidate> out;
   std::set<pg::QualifiedName> seen;
-  auto take = [&](catalog::TableInfo info, bool named) {
+  catalog::PartitionMode mode = EffectiveMode(options, provider.server_version());
+  std::function<Status(catalog::TableInfo, bool)> take = [&](catalog::TableInfo info, bool named) -> Status {
+    if (info.partitioned() && mode == catalog::PartitionMode::kLeaves) {
+      LORRY_ASSIGN_OR_RETURN(auto leaves, catalog::ListLeaves(provider, info.oid));
+      if (options.partitions != "leaves")
+        notes->push_back(fmt::format("PostgreSQL {} cannot publish a partitioned table through its root (13+ can): "
+                                     "the partitions of {} are added one by one",
+                                     provider.server_version() / 10000, info.name.Display()));
+      for (const auto& leaf : leaves) {
+        LORRY_ASSIGN_OR_RETURN(auto l, catalog::LookupTable(provider, leaf));
+        if (l) LORRY_RETURN_IF_ERROR(take(std::move(*l), named));
+      }
+      return Status::Ok();
+    }
+    if (info.is_partition && mode == catalog::PartitionMode::kRoot) {
+      LORRY_ASSIGN_OR_RETURN(auto root, catalog::PartitionRoot(provider, info.oid));
+      std::string r = root ? root->Display() : "its root";
+      problems->push_back(fmt::format(
+          "table {} is a partition of {}: partitions are replicated through their root. Add the root (`lorry add "
+          "{}`), or add partitions one by one with `lorry add --partitions leaves {}`",
+          info.name.Display(), r, ShellQuote(r), ShellQuote(info.name.Display())));
+      return Status::Ok();
+    }
     if (seen.insert(info.name).second) out.push_back({std::move(info), named});
+    return Status::Ok();
   };
   for (const auto& text : options.tables) {
     auto name = pg::ParseQualifiedName(text);
@@ -128,18 +178,22 @@ Result<std::vector<Candidate>> ResolveTables(pg::PgConn& provider, const AddOpti
                                       info->name.Display()));
       continue;
     }
-    take(std::move(*info), true);
+    LORRY_RETURN_IF_ERROR(take(std::move(*info), true));
   }
   if (options.all) {
-    LORRY_ASSIGN_OR_RETURN(auto names, catalog::ListUserTables(provider, options.schema));
+    LORRY_ASSIGN_OR_RETURN(auto names, catalog::ListUserTables(provider, options.schema, mode));
     if (names.empty())
       problems->push_back(options.schema.empty()
                               ? std::string("--all: the provider database has no tables")
                               : fmt::format("--all --schema {}: the provider has no tables in schema {}",
                                             options.schema, pg::QuoteIdentIfNeeded(options.schema)));
     for (const auto& n : names) {
+      if (std::string why = FilteredOut(options, n); !why.empty()) {
+        skipped->push_back(fmt::format("{} ({})", n.Display(), why));
+        continue;
+      }
       LORRY_ASSIGN_OR_RETURN(auto info, catalog::LookupTable(provider, n));
-      if (info) take(std::move(*info), false);  // else dropped since it was listed
+      if (info) LORRY_RETURN_IF_ERROR(take(std::move(*info), false));  // else dropped since it was listed
     }
   }
   return out;
@@ -357,11 +411,13 @@ Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const Subscription
   if (!to_publish.empty()) {
     LORRY_RETURN_IF_ERROR(InTransaction(provider, [&]() -> Status {
       LORRY_ASSIGN_OR_RETURN(bool exists, PublicationExists(provider, publication));
+      bool roots = std::any_of(to_publish.begin(), to_publish.end(), [](auto* t) { return t->partitioned(); });
+      if (exists && roots) LORRY_RETURN_IF_ERROR(catalog::PublishViaRoot(provider, publication));
       if (!exists)
         LORRY_RETURN_IF_ERROR(provider
-                                  .Exec(fmt::format("CREATE PUBLICATION {} WITH (publish = {})",
-                                                    pg::QuoteIdent(publication),
-                                                    pg::QuoteLiteral(spec.ops.PublishList())))
+                                  .Exec(fmt::format("CREATE PUBLICATION {} WITH ({})", pg::QuoteIdent(publication),
+                                                    catalog::PublicationOptions(spec.ops.PublishList(),
+                                                                                provider.server_version())))
                                   .status());
       if (!spec.filtered())
         return provider
@@ -418,6 +474,10 @@ Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const Subscription
   });
 }
 
+// Records sequences in lorry.sequences (synced from then on), saying so.
+Status RecordSequences(pg::PgConn& subscriber, const std::string& sub, const std::vector<pg::QualifiedName>& found,
+                       std::ostream& out);
+
 // `add --sequence NAME`: checked on both sides, then recorded.
 Status AddSequences(pg::PgConn& provider, pg::PgConn& subscriber, const std::string& sub,
                     const std::vector<std::string>& sequences, std::ostream& out) {
@@ -448,6 +508,40 @@ Status AddSequences(pg::PgConn& provider, pg::PgConn& subscriber, const std::str
     found.push_back(q);
   }
   if (!problems.empty()) return Refusal("add", "added", problems);
+  return RecordSequences(subscriber, sub, found, out);
+}
+
+// The free-standing sequences (no column owns them) of the schemas `add
+// --all` covers, to be synced like those added by name. Those missing on
+// the subscriber go to `to_create` with --create, else are refused.
+Result<std::vector<pg::QualifiedName>> FreeSequences(pg::PgConn& provider, pg::PgConn& subscriber,
+                                                     const AddOptions& options, std::vector<std::string>* problems,
+                                                     std::vector<pg::QualifiedName>* to_create,
+                                                     std::vector<std::string>* skipped) {
+  LORRY_ASSIGN_OR_RETURN(auto all, catalog::ListFreeSequences(provider, options.schema));
+  std::vector<pg::QualifiedName> seqs;
+  for (const auto& q : all) {
+    if (std::string why = FilteredOut(options, q); !why.empty()) {
+      skipped->push_back(fmt::format("sequence {} ({})", q.Display(), why));
+      continue;
+    }
+    seqs.push_back(q);
+    LORRY_ASSIGN_OR_RETURN(auto exists, subscriber.QueryValue("SELECT 1 FROM pg_class WHERE oid = to_regclass($1) "
+                                                              "AND relkind = 'S'",
+                                                              {q.Quoted()}));
+    if (exists) continue;
+    if (options.create)
+      to_create->push_back(q);
+    else
+      problems->push_back(fmt::format("sequence {} does not exist on the subscriber: create it there (CREATE "
+                                      "SEQUENCE {} ...), or let lorry create it: `lorry add --all --create`",
+                                      q.Display(), q.Quoted()));
+  }
+  return seqs;
+}
+
+Status RecordSequences(pg::PgConn& subscriber, const std::string& sub, const std::vector<pg::QualifiedName>& found,
+                       std::ostream& out) {
   for (const auto& q : found) {
     LORRY_ASSIGN_OR_RETURN(auto r, subscriber.ExecParams("INSERT INTO lorry.sequences (subscription, nspname, "
                                                          "relname) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING "
@@ -468,6 +562,10 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
     return Status::Usage("name the tables to add (e.g. `lorry add public.orders`), or use --all [--schema S]");
   if (!options.all && !options.schema.empty())
     return Status::Usage("--schema goes with --all: `lorry add --all --schema " + ShellQuote(options.schema) + "`");
+  if (!options.all &&
+      (!options.excludes.empty() || !options.include_schemas.empty() || !options.exclude_schemas.empty()))
+    return Status::Usage("--exclude, --include-schema and --exclude-schema go with --all: they choose among the "
+                         "tables --all finds");
   auto names = SubscriptionNames::For(config.name);
   LORRY_ASSIGN_OR_RETURN(auto provider, ConnectProvider(config));
   LORRY_ASSIGN_OR_RETURN(auto subscriber, ConnectSubscriber(config));
@@ -479,21 +577,30 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
   }
 
   std::vector<std::string> problems, notes;
-  LORRY_ASSIGN_OR_RETURN(auto candidates, ResolveTables(provider, options, &problems));
+  std::vector<std::string> skipped;  // what --all left out, and why
+  LORRY_ASSIGN_OR_RETURN(auto candidates, ResolveTables(provider, options, &problems, &notes, &skipped));
   LORRY_ASSIGN_OR_RETURN(auto members, ListPublicationMembers(provider, names));
   LORRY_ASSIGN_OR_RETURN(auto states, StateStore(&subscriber, names.name).ListTables());
   std::vector<pg::QualifiedName> to_create;
   LORRY_ASSIGN_OR_RETURN(auto stored, LoadStoredSpecs(subscriber, names.name));
   LORRY_ASSIGN_OR_RETURN(auto plans, PlanAdd(subscriber, candidates, members, states, stored, options.insert_only,
                                              spec, &problems, &notes, options.create ? &to_create : nullptr));
+  std::vector<pg::QualifiedName> free_sequences, sequences_to_create;
+  if (options.all) {
+    LORRY_ASSIGN_OR_RETURN(free_sequences,
+                           FreeSequences(provider, subscriber, options, &problems, &sequences_to_create, &skipped));
+  }
   if (!problems.empty()) return Refusal("add", "added", problems);
-  if (!to_create.empty()) {
+  if (!to_create.empty() || !sequences_to_create.empty()) {
     // A session of its own: the dump's SQL changes session settings.
     LORRY_ASSIGN_OR_RETURN(auto creator, ConnectSubscriber(config));
+    bool leaves = EffectiveMode(options, provider.server_version()) == catalog::PartitionMode::kLeaves;
     LORRY_ASSIGN_OR_RETURN(auto created,
                            schema::CreateTables(provider, creator,
-                                                {config.provider, schema::PgDumpProgram(options.pg_dump), to_create}));
+                                                {config.provider, schema::PgDumpProgram(options.pg_dump), to_create,
+                                                 leaves, sequences_to_create}));
     for (const auto& c : created.created) out << "created " << c << "\n";
+    if (!created.left_out.empty()) out << created.left_out << "\n";
   }
   LORRY_RETURN_IF_ERROR(ApplyAdd(provider, subscriber, names, plans, options.insert_only, options.truncate, spec));
 
@@ -506,6 +613,9 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
     }
     ++added;
     std::string rows = p.table->rows_estimate >= 0 ? fmt::format(", about {} rows", p.table->rows_estimate) : "";
+    if (p.table->partitioned())
+      rows += fmt::format(", through its root: {} partition{}", p.table->leaf_partitions,
+                          p.table->leaf_partitions == 1 ? "" : "s");
     std::string what = p.insert_only ? "insert-only: INSERT and TRUNCATE"
                        : spec.ops_given ? "operations: " + spec.ops.PublishList()
                                         : "all operations";
@@ -513,7 +623,9 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
     if (!spec.columns.empty()) what += ", columns " + spec.columns_text;
     out << fmt::format("added {} ({}{})", p.table->name.Display(), what, rows) << "\n";
   }
+  LORRY_RETURN_IF_ERROR(RecordSequences(subscriber, names.name, free_sequences, out));
   for (const auto& n : notes) out << "note: " << n << "\n";
+  for (const auto& s : skipped) out << "skipped " << s << "\n";
   if (added > 0) {
     LORRY_ASSIGN_OR_RETURN(bool running, RunIsActive(subscriber, names.name));
     if (running)

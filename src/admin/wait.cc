@@ -19,6 +19,7 @@
 
 #include "admin/admin.h"
 #include "admin/admin_util.h"
+#include "catalog/partitions.h"
 #include "state/state_store.h"
 #include "sync/sequence_sync.h"
 
@@ -50,6 +51,7 @@ struct Progress {
   std::vector<TableState> not_ready;
   std::optional<Lsn> applied;  // max(origin progress flushed, confirmed_lsn)
   bool run_active = false;
+  std::string stream_error;  // what holds the stream (lorry.subscriptions.last_error), "" if nothing
 };
 
 Result<Progress> Poll(pg::PgConn& subscriber, const SubscriptionNames& names) {
@@ -62,6 +64,8 @@ Result<Progress> Poll(pg::PgConn& subscriber, const SubscriptionNames& names) {
   LORRY_ASSIGN_OR_RETURN(auto sub, store.LoadSubscription());
   p.applied = OriginProgress(subscriber, names.origin, true);
   if (sub.confirmed_lsn && (!p.applied || *sub.confirmed_lsn > *p.applied)) p.applied = sub.confirmed_lsn;
+  if (!sub.last_error.empty())
+    p.stream_error = sub.last_error + (sub.last_error_at.empty() ? "" : " (since " + sub.last_error_at + ")");
   LORRY_ASSIGN_OR_RETURN(auto tables, store.ListTables());
   for (auto& t : tables)
     if (t.state != TableStateKind::kReady) p.not_ready.push_back(std::move(t));
@@ -82,7 +86,26 @@ std::string Behind(const Progress& p, Lsn target) {
   else if (*p.applied < target)
     msg += fmt::format("\n  - applied up to provider LSN {}, target {} ({} bytes behind)", p.applied->ToString(),
                        target.ToString(), target.value - p.applied->value);
+  if (p.applied && *p.applied < target && !p.stream_error.empty())
+    msg += "\n  - the stream is held by an error: " + p.stream_error;
   if (!p.run_active) msg += "\n  - `lorry run` is not active for this subscription: start it";
+  return msg;
+}
+
+// The partitions of replicated tables the subscriber lacks
+// (catalog/partitions.h), the usual cause of a held stream once partitions
+// are created on the provider; "" when none or unknown.
+std::string PartitionGaps(const Config& config, pg::PgConn& subscriber) {
+  auto provider = ConnectProvider(config);
+  if (!provider.ok()) return "";
+  auto tables = StateStore(&subscriber, config.name).ListTables();
+  if (!tables.ok()) return "";
+  std::vector<pg::QualifiedName> names;
+  for (const auto& t : *tables) names.push_back(t.name);
+  auto gaps = catalog::MissingPartitions(*provider, subscriber, names);
+  std::string msg;
+  if (gaps.ok())
+    for (const auto& g : *gaps) msg += "\n  - " + catalog::DescribeGap(g);
   return msg;
 }
 
@@ -138,8 +161,8 @@ Status Wait(const Config& config, double timeout_seconds, std::ostream& out) {
         bool stuck = false;
         for (const auto& t : last.not_ready) stuck |= t.state == TableStateKind::kError;
         if (stuck)
-          return Status::NotTrue(fmt::format("subscription \"{}\" cannot catch up until these are fixed:{}",
-                                             names.name, Behind(last, target)));
+          return Status::NotTrue(fmt::format("subscription \"{}\" cannot catch up until these are fixed:{}{}",
+                                             names.name, Behind(last, target), PartitionGaps(config, subscriber)));
       } else if (p.status().kind() == Status::Kind::kConnection) {
         // The subscriber restarting is no reason to give up: reconnect.
         last_error = p.status();
@@ -152,6 +175,7 @@ Status Wait(const Config& config, double timeout_seconds, std::ostream& out) {
       std::string msg = fmt::format("timed out after {:g} s waiting for subscription \"{}\" to catch up to provider "
                                     "LSN {}; still behind:{}",
                                     timeout_seconds, names.name, target.ToString(), Behind(last, target));
+      if (subscriber.connected()) msg += PartitionGaps(config, subscriber);
       if (!last_error.ok()) msg += "\n  - last error: " + last_error.message();
       return Status::Timeout(msg);
     }

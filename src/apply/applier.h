@@ -148,6 +148,10 @@ class Applier {
     Batching batching = Batching::kNone;
     std::vector<BatchColumn> columns;  // per remote column: name, cast type, compared by text
     std::vector<size_t> key;           // indices of the remote key columns
+    // Per remote column: GENERATED ALWAYS AS IDENTITY on the subscriber.
+    // UPDATE may set such a column only to DEFAULT, so it is left out of
+    // SET while its value is unchanged (see OnUpdate).
+    std::vector<bool> always_identity;
     RowBatch batch{false};
     Lsn batch_first_lsn;               // commit LSNs of the first and last transaction in `batch`
     Lsn batch_last_lsn;

@@ -1,9 +1,12 @@
 #include "apply/lorry_message.h"
 
+#include <regex>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "common/log.h"
 #include "state/names.h"
 #include "state/state_store.h"
 
@@ -59,12 +62,37 @@ Result<LorryMessage> DecodeLorryMessage(std::string_view payload) {
   return m;
 }
 
+bool IsPartitionDdl(std::string_view sql) {
+  static const std::regex kPartition(R"(\b(partition\s+of|attach\s+partition|detach\s+partition)\b)",
+                                     std::regex::icase);
+  return std::regex_search(sql.begin(), sql.end(), kPartition);
+}
+
 Status RunLorryMessage(pg::PgConn& conn, const std::string& subscription, const LorryMessage& m) {
   LORRY_ASSIGN_OR_RETURN(auto old_path, conn.QueryValue("SELECT current_setting('search_path')"));
   if (!m.search_path.empty())
     LORRY_RETURN_IF_ERROR(conn.ExecParams("SELECT set_config('search_path', $1, true)", {m.search_path}).status());
   // One simple query: the script may hold several statements.
-  LORRY_RETURN_IF_ERROR(conn.Exec(m.sql).status());
+  if (m.kind == LorryMessage::Kind::kDdl && IsPartitionDdl(m.sql)) {
+    // A subscriber whose table is not partitioned (or partitioned
+    // otherwise) holds the partition's rows without it: the captured
+    // CREATE TABLE ... PARTITION OF / ATTACH / DETACH is not needed there.
+    LORRY_RETURN_IF_ERROR(conn.Exec("SAVEPOINT lorry_partition_ddl").status());
+    auto r = conn.Exec(m.sql);
+    // "... is not partitioned": wrong_object_type (ATTACH, DETACH) or
+    // invalid_object_definition (CREATE TABLE ... PARTITION OF).
+    const std::string& state = conn.last_sqlstate();
+    if (!r.ok() && (state == "42809" || state == "42P17")) {
+      LORRY_RETURN_IF_ERROR(conn.Exec("ROLLBACK TO SAVEPOINT lorry_partition_ddl").status());
+      spdlog::warn("sub={} ddl skipped reason=\"the subscriber's table is not partitioned\" error=\"{}\"",
+                   subscription, r.status().message());
+    } else {
+      LORRY_RETURN_IF_ERROR(r.status());
+    }
+    LORRY_RETURN_IF_ERROR(conn.Exec("RELEASE SAVEPOINT lorry_partition_ddl").status());
+  } else {
+    LORRY_RETURN_IF_ERROR(conn.Exec(m.sql).status());
+  }
   LORRY_RETURN_IF_ERROR(
       conn.ExecParams("SELECT set_config('search_path', $1, true)", {old_path.value_or("")}).status());
   StateStore store(&conn, subscription);

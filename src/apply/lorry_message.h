@@ -72,8 +72,13 @@ Status ForwardLorryMessage(pg::PgConn& conn, const LorryMessage& m, const std::v
 // downstream subscription, as `execute --add` does on the first provider.
 Status PublishAddedForDownstream(pg::PgConn& conn, const LorryMessage& m, const std::vector<std::string>& downstream);
 
+// Whether captured DDL creates, attaches or detaches a partition (CREATE
+// TABLE ... PARTITION OF, ATTACH PARTITION, DETACH PARTITION).
+bool IsPartitionDdl(std::string_view sql);
+
 // Runs the message's SQL on `conn` inside its open transaction, with the
-// provider's search_path, then records the tables of `add` in lorry.tables
+// provider's search_path (captured partition DDL that the subscriber's
+// table refuses as not partitioned is skipped with a warning), then records the tables of `add` in lorry.tables
 // (state `pending`, emptied before their copy: the script created them).
 // REQUIRES: a transaction is open on conn and nothing is pipelined.
 Status RunLorryMessage(pg::PgConn& conn, const std::string& subscription, const LorryMessage& m);

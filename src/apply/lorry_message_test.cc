@@ -51,4 +51,12 @@ TEST(MessageSupport, NeedsFourteen) {
 }
 
 }  // namespace
+TEST(IsPartitionDdl, FindsPartitionCommandsOnly) {
+  EXPECT_TRUE(IsPartitionDdl("CREATE TABLE p5 PARTITION OF payment FOR VALUES FROM ('2024-05-01') TO ('2024-06-01')"));
+  EXPECT_TRUE(IsPartitionDdl("alter table payment attach  partition p5 for values in (5)"));
+  EXPECT_TRUE(IsPartitionDdl("ALTER TABLE payment DETACH PARTITION p5 CONCURRENTLY"));
+  EXPECT_FALSE(IsPartitionDdl("ALTER TABLE payment ADD COLUMN partition_key int"));
+  EXPECT_FALSE(IsPartitionDdl("CREATE TABLE t (id int) PARTITION BY RANGE (id)"));
+}
+
 }  // namespace lorry::apply

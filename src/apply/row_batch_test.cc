@@ -132,7 +132,7 @@ TEST(BatchStatements, QuoteEverythingAndCastEachColumn) {
   std::vector<BatchColumn> key{{"id", "\"pg_catalog\".\"int4\"", false}};
   std::vector<BatchColumn> set{{"a b", "\"pg_catalog\".\"varchar\"", false}};
   EXPECT_EQ(BuildBatchInsert(table, {key[0], set[0]}),
-            R"(INSERT INTO "My Schema"."we""ird" ("id", "a b") SELECT v.a1::"pg_catalog"."int4", )"
+            R"(INSERT INTO "My Schema"."we""ird" ("id", "a b") OVERRIDING SYSTEM VALUE SELECT v.a1::"pg_catalog"."int4", )"
             R"(v.a2::"pg_catalog"."varchar" FROM unnest($1::text[], $2::text[]) AS v(a1, a2))");
   EXPECT_EQ(BuildBatchUpdate(table, key, set),
             R"(UPDATE "My Schema"."we""ird" AS t SET "a b" = v.a2::"pg_catalog"."varchar" FROM )"

@@ -67,7 +67,8 @@ std::string BuildBatchInsert(const pg::QualifiedName& table, const std::vector<B
     names += pg::QuoteIdent(columns[i].name);
     values += fmt::format("v.a{}::{}", i + 1, columns[i].cast_type);
   }
-  return fmt::format("INSERT INTO {} ({}) SELECT {} FROM {}", table.Quoted(), names, values, Unnest(columns.size()));
+  return fmt::format("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}", table.Quoted(), names, values,
+                     Unnest(columns.size()));
 }
 
 std::string BuildBatchUpdate(const pg::QualifiedName& table, const std::vector<BatchColumn>& key,
@@ -97,7 +98,7 @@ std::string BuildInsert(const pg::QualifiedName& table, const std::vector<std::s
     params += fmt::format("${}", i + 1);
   }
   if (columns.empty()) return fmt::format("INSERT INTO {} DEFAULT VALUES", table.Quoted());
-  return fmt::format("INSERT INTO {} ({}) VALUES ({})", table.Quoted(), cols, params);
+  return fmt::format("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})", table.Quoted(), cols, params);
 }
 
 std::string BuildUpdate(const pg::QualifiedName& table, const std::vector<std::string>& set_columns,

@@ -19,7 +19,9 @@ struct KeyColumn {
   bool by_text = false;   // the type has no equality operator: compare text forms
 };
 
-// INSERT INTO t (c1, c2) VALUES ($1, $2)
+// INSERT INTO t (c1, c2) OVERRIDING SYSTEM VALUE VALUES ($1, $2): the
+// provider's values also go into GENERATED ALWAYS identity columns, as
+// PostgreSQL's own apply writes them (a no-op for other tables).
 std::string BuildInsert(const pg::QualifiedName& table, const std::vector<std::string>& columns);
 
 // UPDATE t SET a = $1 WHERE k = $2 ...
@@ -42,7 +44,7 @@ struct BatchColumn {
   bool by_text = false;   // key column whose type has no equality: compare text forms
 };
 
-// INSERT INTO t (c1, c2) SELECT v.a1::T1, v.a2::T2 FROM unnest($1::text[], $2::text[]) AS v(a1, a2)
+// INSERT INTO t (c1, c2) OVERRIDING SYSTEM VALUE SELECT v.a1::T1, v.a2::T2 FROM unnest($1::text[], $2::text[]) AS v(a1, a2)
 std::string BuildBatchInsert(const pg::QualifiedName& table, const std::vector<BatchColumn>& columns);
 
 // UPDATE t AS t SET c = v.a2::T FROM unnest($1::text[], $2::text[]) AS v(a1, a2) WHERE t.k = v.a1::K

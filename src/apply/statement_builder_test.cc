@@ -9,7 +9,7 @@ const pg::QualifiedName kTable{"My Schema", "we\"ird"};
 
 TEST(StatementBuilder, InsertQuotesEverything) {
   EXPECT_EQ(BuildInsert(kTable, {"id", "Select", "a b"}),
-            R"(INSERT INTO "My Schema"."we""ird" ("id", "Select", "a b") VALUES ($1, $2, $3))");
+            R"(INSERT INTO "My Schema"."we""ird" ("id", "Select", "a b") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3))");
   EXPECT_EQ(BuildInsert(kTable, {}), R"(INSERT INTO "My Schema"."we""ird" DEFAULT VALUES)");
 }
 

@@ -19,7 +19,18 @@ Result<std::optional<TableInfo>> LookupTable(pg::PgConn& conn, const pg::Qualifi
                   "  coalesce((SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
                   "            WHERE i.indrelid = c.oid AND ((c.relreplident = 'i' AND i.indisreplident) OR "
                   "                  (c.relreplident = 'd' AND i.indisprimary))), ''), "
-                  "  c.reltuples::bigint, pg_table_size(c.oid), pg_relation_size(c.oid) "
+                  // A partitioned table holds no rows itself: its leaves' sums.
+                  "  CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(CASE WHEN bool_and(l.reltuples < 0) THEN -1 "
+                  "       ELSE sum(greatest(l.reltuples, 0)) END, 0)::bigint "
+                  "       FROM pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid WHERE t.isleaf) "
+                  "       ELSE c.reltuples::bigint END, "
+                  "  CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_table_size(t.relid)), 0)::bigint "
+                  "       FROM pg_partition_tree(c.oid) t WHERE t.isleaf) ELSE pg_table_size(c.oid) END, "
+                  "  CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_relation_size(t.relid)), 0)::bigint "
+                  "       FROM pg_partition_tree(c.oid) t WHERE t.isleaf) ELSE pg_relation_size(c.oid) END, "
+                  "  c.relispartition, "
+                  "  CASE WHEN c.relkind = 'p' THEN (SELECT count(*) FROM pg_partition_tree(c.oid) t "
+                  "       JOIN pg_class l ON l.oid = t.relid WHERE t.isleaf AND l.relkind = 'r') ELSE 0 END "
                   "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                   "WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
                   {name.Quoted()}));
@@ -34,12 +45,14 @@ Result<std::optional<TableInfo>> LookupTable(pg::PgConn& conn, const pg::Qualifi
   t.rows_estimate = r.GetInt(0, 7);
   t.bytes_estimate = r.GetInt(0, 8);
   t.heap_bytes = r.GetInt(0, 9);
+  t.is_partition = r.GetBool(0, 10);
+  t.leaf_partitions = static_cast<int>(r.GetInt(0, 11));
 
   LORRY_ASSIGN_OR_RETURN(
       auto cols,
       conn.ExecParams(
           "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull, a.atthasdef, "
-          "  a.attgenerated <> '', "
+          "  a.attgenerated <> '', a.attidentity, "
           "  coalesce(a.attnum = ANY ((SELECT i.indkey::int2[] FROM pg_index i WHERE i.indrelid = a.attrelid "
           "     AND ((c.relreplident = 'i' AND i.indisreplident) OR (c.relreplident = 'd' AND i.indisprimary)) "
           "     LIMIT 1)::int2[]), false), "
@@ -61,26 +74,72 @@ Result<std::optional<TableInfo>> LookupTable(pg::PgConn& conn, const pg::Qualifi
     c.not_null = cols.GetBool(i, 3);
     c.has_default = cols.GetBool(i, 4);
     c.generated = cols.GetBool(i, 5);
-    c.identity_key = cols.GetBool(i, 6) || t.replica_identity == 'f';
-    c.has_equality = cols.GetBool(i, 7);
+    c.identity = cols.Get(i, 6).empty() ? '\0' : cols.Get(i, 6)[0];
+    c.identity_key = cols.GetBool(i, 7) || t.replica_identity == 'f';
+    c.has_equality = cols.GetBool(i, 8);
     t.columns.push_back(std::move(c));
   }
   return std::optional<TableInfo>(std::move(t));
 }
 
-Result<std::vector<pg::QualifiedName>> ListUserTables(pg::PgConn& conn, const std::string& schema) {
-  LORRY_ASSIGN_OR_RETURN(
-      auto r, conn.ExecParams(
-                  "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                  "WHERE c.relkind = 'r' AND NOT c.relispartition AND "
-                  "  n.nspname NOT IN ('pg_catalog', 'information_schema', 'lorry', 'lorry_ddl') AND "
-                  "  n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND "
-                  "  ($1::text IS NULL OR n.nspname = $1) "
-                  "ORDER BY 1, 2",
-                  {schema.empty() ? pg::Param() : pg::Param(schema)}));
+namespace {
+// User schemas `n` (pg_namespace; $1: one schema, or null for all).
+constexpr const char* kUserSchemas =
+    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'lorry', 'lorry_ddl') AND "
+    "n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+
+std::vector<pg::QualifiedName> Names(const pg::PgResult& r) {
   std::vector<pg::QualifiedName> out;
   for (int i = 0; i < r.rows(); ++i) out.push_back({std::string(r.Get(i, 0)), std::string(r.Get(i, 1))});
   return out;
+}
+}  // namespace
+
+Result<std::vector<pg::QualifiedName>> ListUserTables(pg::PgConn& conn, const std::string& schema,
+                                                      PartitionMode mode) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, conn.ExecParams(
+                  "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  "WHERE CASE WHEN $2 THEN c.relkind = 'r' "
+                  "           ELSE c.relkind IN ('r', 'p') AND NOT c.relispartition END AND "
+                  "  " + std::string(kUserSchemas) + " AND "
+                  "  ($1::text IS NULL OR n.nspname = $1) "
+                  "ORDER BY 1, 2",
+                  {schema.empty() ? pg::Param() : pg::Param(schema), mode == PartitionMode::kLeaves ? "t" : "f"}));
+  return Names(r);
+}
+
+Result<std::vector<pg::QualifiedName>> ListFreeSequences(pg::PgConn& conn, const std::string& schema) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, conn.ExecParams(
+                  "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  "WHERE c.relkind = 'S' AND "
+                  "  " + std::string(kUserSchemas) + " AND "
+                  "  ($1::text IS NULL OR n.nspname = $1) AND "
+                  "  NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+                  "              AND d.objid = c.oid AND d.deptype IN ('a', 'i', 'e')) "
+                  "ORDER BY 1, 2",
+                  {schema.empty() ? pg::Param() : pg::Param(schema)}));
+  return Names(r);
+}
+
+Result<std::vector<pg::QualifiedName>> ListLeaves(pg::PgConn& conn, Oid partitioned) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, conn.ExecParams("SELECT n.nspname, c.relname FROM pg_partition_tree($1::oid) t "
+                              "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE t.isleaf AND c.relkind = 'r' ORDER BY 1, 2",
+                              {std::to_string(partitioned)}));
+  return Names(r);
+}
+
+Result<std::optional<pg::QualifiedName>> PartitionRoot(pg::PgConn& conn, Oid table) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, conn.ExecParams("SELECT n.nspname, c.relname FROM pg_partition_ancestors($1::oid) a "
+                              "JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE a.relid <> $1::oid AND NOT c.relispartition",
+                              {std::to_string(table)}));
+  if (r.rows() == 0) return std::optional<pg::QualifiedName>();
+  return std::optional<pg::QualifiedName>(pg::QualifiedName{std::string(r.Get(0, 0)), std::string(r.Get(0, 1))});
 }
 
 }  // namespace lorry::catalog

@@ -69,6 +69,22 @@ std::string PublicationFor(const SubscriptionNames& names, const Ops& ops, bool 
   return names.publication + "_ops_" + ops.Letters();
 }
 
+std::string PublicationOptions(std::string_view publish, int provider_version_num) {
+  return fmt::format("publish = {}{}", pg::QuoteLiteral(std::string(publish)),
+                     provider_version_num >= 130000 ? ", publish_via_partition_root = true" : "");
+}
+
+Status PublishViaRoot(pg::PgConn& provider, const std::string& publication) {
+  if (provider.server_version() < 130000) return Status::Ok();
+  LORRY_ASSIGN_OR_RETURN(auto via, provider.QueryValue("SELECT pubviaroot FROM pg_publication WHERE pubname = $1",
+                                                       {publication}));
+  if (!via || *via == "t") return Status::Ok();
+  return provider
+      .Exec(fmt::format("ALTER PUBLICATION {} SET (publish_via_partition_root = true)", pg::QuoteIdent(publication)))
+      .status()
+      .WithContext("publication " + publication);
+}
+
 namespace {
 // The subscription's publications in pg_publication `p` (subscription names
 // are [a-z0-9_]: safe inside the pattern); $1, $2: the two of `init`.

@@ -47,6 +47,17 @@ Result<Ops> ParseOps(std::string_view text);
 // The publication that holds tables replicated with `ops`.
 std::string PublicationFor(const SubscriptionNames& names, const Ops& ops, bool insert_only);
 
+// The WITH (...) options of a new lorry publication: publish = `publish`,
+// and on PostgreSQL 13+ publish_via_partition_root = true, so that the
+// changes of every partition of a published partitioned table, present and
+// future, are published as the root's (a leaf published by itself, without
+// its root, is still published as itself).
+std::string PublicationOptions(std::string_view publish, int provider_version_num);
+
+// Sets publish_via_partition_root on a publication made without it (by an
+// older lorry); nothing before PostgreSQL 13, or when it is set already.
+Status PublishViaRoot(pg::PgConn& provider, const std::string& publication);
+
 // Every lorry publication of the subscription that exists on the provider
 // (the two of `init` first, then the ops ones by name).
 Result<std::vector<std::string>> ListPublications(pg::PgConn& provider, const SubscriptionNames& names);

@@ -42,6 +42,14 @@ void RegisterAdd(CLI::App& app, GlobalOptions& g, Action& action) {
   cmd->add_option("tables", opts->tables, "tables, qualified or not (SQL quoting allowed)");
   cmd->add_flag("--all", opts->all, "every table of every user schema (or of --schema)");
   cmd->add_option("--schema", opts->schema, "with --all: only this schema");
+  cmd->add_option("--exclude", opts->excludes,
+                  "with --all: leave out tables and sequences matching SCHEMA.NAME (LIKE % _ or glob * ?; "
+                  "repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--include-schema", opts->include_schemas, "with --all: only these schemas (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--exclude-schema", opts->exclude_schemas, "with --all: leave out these schemas (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_flag("--truncate", opts->truncate,
                 "empty the tables on the subscriber before copying (else a table with rows is refused)");
   cmd->add_flag("--insert-only", opts->insert_only,
@@ -54,6 +62,9 @@ void RegisterAdd(CLI::App& app, GlobalOptions& g, Action& action) {
   cmd->add_option("--columns", opts->columns, "replicate only these columns: a,b (PostgreSQL 15+ on the provider)");
   cmd->add_option("--ops", opts->ops, "replicate only these operations: insert,update,delete,truncate");
   cmd->add_option("--sequence", opts->sequences, "also keep this sequence's value current (repeatable)");
+  cmd->add_option("--partitions", opts->partitions,
+                  "root (default): a partitioned table through its root; leaves: each leaf partition on its own")
+      ->check(CLI::IsMember({"root", "leaves"}));
   cmd->callback([&, opts] {
     action = [&, opts] { return WithConfig(g, [&](const Config& c) { return admin::Add(c, *opts, std::cout); }); };
   });

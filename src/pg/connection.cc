@@ -177,6 +177,7 @@ Status PgConn::ResultError(const pg_result* res, std::string_view sql) const {
   std::string msg = TrimMessage(res ? PQresultErrorMessage(res) : PQerrorMessage(conn_));
   if (msg.empty()) msg = TrimMessage(PQerrorMessage(conn_));
   const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  last_sqlstate_ = state ? state : "";
   std::string shown(sql.substr(0, 200));
   if (sql.size() > 200) shown += "...";
   std::string text = fmt::format("{}: {}{}", label_, msg, state ? fmt::format(" (SQLSTATE {})", state) : "");

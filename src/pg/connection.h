@@ -137,8 +137,12 @@ class PgConn {
 
   // Makes a Status from the connection's current error, with context.
   Status ConnectionError(std::string_view what) const;
-  // Status kConnection if the connection is gone, else kServer.
+  // Status kConnection if the connection is gone, else kServer. Records the
+  // error's SQLSTATE (last_sqlstate).
   Status ResultError(const pg_result* res, std::string_view sql) const;
+  // The SQLSTATE of the last statement that failed on this connection ("" if
+  // none or unknown): to tell error kinds apart without reading messages.
+  const std::string& last_sqlstate() const { return last_sqlstate_; }
 
   // Sends a cancel request for the running query (thread-safe with respect to
   // the thread running the query).
@@ -149,6 +153,7 @@ class PgConn {
  private:
   pg_conn* conn_ = nullptr;
   std::string label_;
+  mutable std::string last_sqlstate_;
 };
 
 }  // namespace lorry::pg

@@ -199,6 +199,87 @@ std::string OidArray(const std::vector<Oid>& oids) {
   return s + "}";
 }
 
+struct Partition {
+  Oid root = 0;  // the table of the request it belongs to
+  Oid oid = 0;
+  pg::QualifiedName name;
+};
+
+// Every partition under the given tables, at every level (partitioned ones
+// too), in name order; foreign-table partitions are not created.
+Result<std::vector<Partition>> PartitionsOf(pg::PgConn& provider, const std::vector<Oid>& tables) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, provider.ExecParams("SELECT r.oid, t.relid, n.nspname, c.relname FROM unnest($1::oid[]) r(oid), "
+                                  "LATERAL pg_partition_tree(r.oid) t JOIN pg_class c ON c.oid = t.relid "
+                                  "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                  "WHERE t.relid <> r.oid AND c.relkind IN ('r', 'p') ORDER BY 3, 4",
+                                  {OidArray(tables)}));
+  std::vector<Partition> out;
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({static_cast<Oid>(r.GetInt(i, 0)), static_cast<Oid>(r.GetInt(i, 1)),
+                   {std::string(r.Get(i, 2)), std::string(r.Get(i, 3))}});
+  return out;
+}
+
+// The sequences that the tables' column defaults use (nextval('s')) and that
+// no table of them owns, missing on the subscriber.
+Result<std::vector<pg::QualifiedName>> DefaultSequences(pg::PgConn& provider, pg::PgConn& subscriber,
+                                                        const std::vector<Oid>& tables) {
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, provider.ExecParams(
+                  "SELECT DISTINCT n.nspname, s.relname FROM pg_attrdef ad "
+                  "JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid "
+                  "JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S' "
+                  "JOIN pg_namespace n ON n.oid = s.relnamespace "
+                  "WHERE ad.adrelid = ANY ($1::oid[]) AND NOT EXISTS (SELECT 1 FROM pg_depend o "
+                  "  WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid AND o.deptype IN ('a', 'i') "
+                  "    AND o.refclassid = 'pg_class'::regclass AND o.refobjid = ANY ($1::oid[])) "
+                  "ORDER BY 1, 2",
+                  {OidArray(tables)}));
+  std::vector<pg::QualifiedName> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    pg::QualifiedName q{std::string(r.Get(i, 0)), std::string(r.Get(i, 1))};
+    LORRY_ASSIGN_OR_RETURN(auto exists, subscriber.QueryValue("SELECT to_regclass($1)::oid", {q.Quoted()}));
+    if (!exists) out.push_back(q);
+  }
+  return out;
+}
+
+// "left out (...): view app.v, materialized view app.mv, function app.f(),
+// trigger t_upd on app.t": what the tables' schemas hold that --create does
+// not make. Empty when nothing.
+Result<std::string> LeftOut(pg::PgConn& provider, const std::vector<Oid>& tables) {
+  // Before 13 a partition's trigger cloned from its root's is not marked.
+  std::string cloned = provider.server_version() >= 130000 ? "AND t.tgparentid = 0" : "";
+  LORRY_ASSIGN_OR_RETURN(
+      auto r, provider.ExecParams(
+                  "WITH s AS (SELECT DISTINCT relnamespace AS oid FROM pg_class WHERE oid = ANY ($1::oid[])), "
+                  "left_out(k, what) AS ("
+                  "  SELECT CASE c.relkind WHEN 'v' THEN 1 ELSE 2 END, "
+                  "    CASE c.relkind WHEN 'v' THEN 'view ' ELSE 'materialized view ' END || "
+                  "    quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+                  "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  "  WHERE c.relkind IN ('v', 'm') AND n.oid IN (SELECT oid FROM s) "
+                  "    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.objid = c.oid AND e.deptype = 'e') "
+                  "  UNION ALL "
+                  "  SELECT 3, 'function ' || quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || "
+                  "    pg_get_function_identity_arguments(p.oid) || ')' "
+                  "  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.oid IN (SELECT oid FROM s) "
+                  "    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.objid = p.oid AND e.deptype = 'e') "
+                  "  UNION ALL "
+                  "  SELECT 4, 'trigger ' || quote_ident(t.tgname) || ' on ' || quote_ident(n.nspname) || '.' || "
+                  "    quote_ident(c.relname) "
+                  "  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  "  WHERE NOT t.tgisinternal AND t.tgrelid = ANY ($1::oid[]) " + cloned + ") "
+                  "SELECT what FROM left_out ORDER BY k, what",
+                  {OidArray(tables)}));
+  std::string out;
+  for (int i = 0; i < r.rows(); ++i) out += (out.empty() ? "" : ", ") + std::string(r.Get(i, 0));
+  if (out.empty()) return out;
+  return "left out (--create makes only what replication needs; `pg_dump --schema-only` copies a whole schema): " +
+         out;
+}
+
 }  // namespace
 
 std::string PgDumpProgram(const std::string& flag) {
@@ -210,7 +291,7 @@ std::string PgDumpProgram(const std::string& flag) {
 
 Result<CreateReport> CreateTables(pg::PgConn& provider, pg::PgConn& subscriber, const CreateRequest& request) {
   CreateReport report;
-  if (request.tables.empty()) return report;
+  if (request.tables.empty() && request.sequences.empty()) return report;
   LORRY_RETURN_IF_ERROR(CheckPgDumpVersion(request.pg_dump, provider.server_version()));
 
   std::vector<Oid> table_oids;
@@ -220,6 +301,30 @@ Result<CreateReport> CreateTables(pg::PgConn& provider, pg::PgConn& subscriber, 
     if (!oid) return Status::Precondition(fmt::format("table {} not found on the provider", t.Display()));
     table_oids.push_back(static_cast<Oid>(std::stoul(*oid)));
     creating.insert(t.Quoted());
+  }
+  std::vector<std::string> table_lines;  // "table public.t", "table public.p with its 12 partitions"
+  std::vector<pg::QualifiedName> dump_tables = request.tables;
+  LORRY_ASSIGN_OR_RETURN(auto parts, PartitionsOf(provider, table_oids));
+  for (size_t i = 0; i < request.tables.size(); ++i) {
+    int n = 0;
+    for (const auto& p : parts)
+      if (p.root == table_oids[i] && creating.insert(p.name.Quoted()).second) {
+        dump_tables.push_back(p.name);
+        table_oids.push_back(p.oid);
+        ++n;
+      }
+    table_lines.push_back(n == 0 ? "table " + request.tables[i].Display()
+                                 : fmt::format("table {} with its {} partition{}", request.tables[i].Display(), n,
+                                               n == 1 ? "" : "s"));
+  }
+  // Sequences the defaults use that none of these tables owns (an owned
+  // one is in its table's dump).
+  LORRY_ASSIGN_OR_RETURN(auto seqs, DefaultSequences(provider, subscriber, table_oids));
+  seqs.insert(seqs.end(), request.sequences.begin(), request.sequences.end());
+  for (const auto& q : seqs) {
+    if (!creating.insert(q.Quoted()).second) continue;
+    dump_tables.push_back(q);
+    report.created.push_back("sequence " + q.Display());
   }
 
   // The user-defined types the columns use, and the schemas of types and tables.
@@ -253,7 +358,7 @@ Result<CreateReport> CreateTables(pg::PgConn& provider, pg::PgConn& subscriber, 
     report.created.push_back("type " + name.Display());
   }
   std::set<std::string> table_schemas;
-  for (const auto& t : request.tables) table_schemas.insert(t.schema);
+  for (const auto& t : dump_tables) table_schemas.insert(t.schema);
   for (const auto& s : dump_schemas) table_schemas.insert(s);
   std::vector<Oid> schema_oids;
   for (const auto& s : table_schemas) {
@@ -302,12 +407,16 @@ Result<CreateReport> CreateTables(pg::PgConn& provider, pg::PgConn& subscriber, 
     }));
   }
   std::vector<std::string> sel;
-  for (const auto& t : request.tables) sel.push_back("--table=" + t.Quoted());
+  for (const auto& t : dump_tables) sel.push_back("--table=" + t.Quoted());
   LORRY_ASSIGN_OR_RETURN(auto tables_sql, dumper.DumpSql(sel, [&](const TocEntry& e) {
     if (e.catalog == kPgConstraintOid && skipped_fks.count(e.oid)) return false;
+    // A leaf created on its own is not attached to a root (nor its indexes
+    // to the root's).
+    if (request.standalone_partitions && StartsWithAny(e.rest, {"TABLE ATTACH ", "INDEX ATTACH "})) return false;
     return !StartsWithAny(e.rest, {"TRIGGER ", "RULE ", "POLICY ", "ROW SECURITY ", "EVENT TRIGGER ", "ACL "});
   }));
-  for (const auto& t : request.tables) report.created.push_back("table " + t.Display());
+  for (const auto& t : table_lines) report.created.push_back(t);
+  LORRY_ASSIGN_OR_RETURN(report.left_out, LeftOut(provider, table_oids));
 
   LORRY_RETURN_IF_ERROR(subscriber.Exec("BEGIN").status());
   Status s = ExecuteScript(subscriber, types_sql);
@@ -315,7 +424,10 @@ Result<CreateReport> CreateTables(pg::PgConn& provider, pg::PgConn& subscriber, 
   if (s.ok()) s = subscriber.Exec("COMMIT").status();
   if (!s.ok()) {
     (void)subscriber.Exec("ROLLBACK");
-    return s;
+    return s.WithMessage(s.message() +
+                         ". Nothing was created. Fix: create that object on the subscriber yourself (or remove what "
+                         "is in its way there), then run `lorry add` again; the provider's definition is in "
+                         "`pg_dump --schema-only` of the provider");
   }
   return report;
 }

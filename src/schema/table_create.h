@@ -8,9 +8,13 @@
 //   missing on the subscriber (pg_dump -t dumps no types, see the .cc);
 // - the tables with their defaults, constraints (CHECK, NOT NULL, primary
 //   key, unique, exclusion, foreign keys), indexes, owned sequences and
-//   comments. Triggers, rules, row security policies, owners and privileges
-//   are left out: they name functions and roles the subscriber may lack,
-//   and triggers would fire on replicated rows.
+//   comments; a partitioned table with all its partitions, at every level
+//   (or, `standalone_partitions`, leaf partitions as tables of their own);
+// - the sequences the columns' defaults use that no table owns.
+// Triggers, rules, row security policies, owners and privileges are left
+// out: they name functions and roles the subscriber may lack, and triggers
+// would fire on replicated rows. Views, materialized views, functions and
+// triggers of the tables' schemas are named in CreateReport::left_out.
 //
 // pg_dump reaches the provider through a temporary service file (mode 0600,
 // PGSERVICEFILE), so the conninfo and its password never appear on a
@@ -34,11 +38,19 @@ struct CreateRequest {
   std::string provider_conninfo;
   std::string pg_dump;  // as PgDumpProgram returns
   std::vector<pg::QualifiedName> tables;  // qualified, on the provider, missing on the subscriber
+  // Partitions named in `tables` are created as plain tables, not attached
+  // to a root (`add --partitions leaves`).
+  bool standalone_partitions = false;
+  // Sequences to create too (free-standing ones, missing on the subscriber).
+  std::vector<pg::QualifiedName> sequences;
 };
 
 // What was created, for the user: "schema app", "type app.mood", "table app.t".
 struct CreateReport {
   std::vector<std::string> created;
+  // One line naming what the tables' schemas hold that was not created
+  // (views, materialized views, functions, triggers); empty when nothing.
+  std::string left_out;
 };
 
 // Creates the tables on `subscriber` (its own session, one transaction).

@@ -21,6 +21,16 @@
 
 namespace lorry::schema {
 
+// A column that is GENERATED ALWAYS AS IDENTITY on the subscriber but
+// takes other values on the provider (plain or BY DEFAULT there) and is
+// not part of the key: inserts carry the provider's values (OVERRIDING
+// SYSTEM VALUE), but an UPDATE may set it only to DEFAULT, so lorry
+// leaves it out of UPDATEs and a change to it would be lost.
+bool AlwaysIdentityMismatch(const catalog::ColumnInfo& provider, const catalog::ColumnInfo& subscriber);
+// The problem, with the fix (`table` quoted, on the subscriber).
+std::string AlwaysIdentityProblem(const std::string& column, const std::string& table_display,
+                                  const std::string& table_quoted);
+
 struct TableDiff {
   std::vector<std::string> breaking;
   std::vector<std::string> harmless;

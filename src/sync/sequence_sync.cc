@@ -26,22 +26,28 @@ Result<std::optional<SequenceValue>> ReadSequence(pg::PgConn& conn, const pg::Qu
   return std::optional<SequenceValue>(SequenceValue{r.GetInt(0, 0), r.GetBool(0, 1)});
 }
 
-// Sequences owned by (serial or identity columns of) the given tables, on the provider.
-Result<std::vector<pg::QualifiedName>> OwnedSequences(pg::PgConn& provider,
-                                                      const std::vector<pg::QualifiedName>& tables) {
+// The sequences the given tables use, on the provider: those owned by their
+// serial or identity columns, and those their column defaults call
+// (nextval('s'), a dependency of the default).
+Result<std::vector<pg::QualifiedName>> UsedSequences(pg::PgConn& provider,
+                                                     const std::vector<pg::QualifiedName>& tables) {
   if (tables.empty()) return std::vector<pg::QualifiedName>();
   nlohmann::json list = nlohmann::json::array();
   for (const auto& t : tables) list.push_back({t.schema, t.name});
   LORRY_ASSIGN_OR_RETURN(
       auto r, provider.ExecParams(
-                  "SELECT DISTINCT sn.nspname, s.relname FROM pg_depend d "
-                  "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
-                  "JOIN pg_namespace sn ON sn.oid = s.relnamespace "
-                  "JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace "
-                  "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass "
-                  "AND d.deptype IN ('a', 'i') "
-                  "AND (tn.nspname, t.relname) IN (SELECT x->>0, x->>1 FROM jsonb_array_elements($1::jsonb) x) "
-                  "ORDER BY 1, 2",
+                  "WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  "           WHERE (n.nspname, c.relname) IN "
+                  "                 (SELECT x->>0, x->>1 FROM jsonb_array_elements($1::jsonb) x)), "
+                  "used AS (SELECT d.objid AS seq FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+                  "           AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
+                  "           AND d.refobjid IN (SELECT oid FROM t) "
+                  "         UNION SELECT d.refobjid FROM pg_attrdef ad JOIN pg_depend d "
+                  "           ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid "
+                  "           AND d.refclassid = 'pg_class'::regclass WHERE ad.adrelid IN (SELECT oid FROM t)) "
+                  "SELECT DISTINCT sn.nspname, s.relname FROM used u "
+                  "JOIN pg_class s ON s.oid = u.seq AND s.relkind = 'S' "
+                  "JOIN pg_namespace sn ON sn.oid = s.relnamespace ORDER BY 1, 2",
                   {list.dump()}));
   std::vector<pg::QualifiedName> out;
   for (int i = 0; i < r.rows(); ++i) out.push_back({std::string(r.Get(i, 0)), std::string(r.Get(i, 1))});
@@ -57,7 +63,7 @@ Result<SequenceSyncResult> SyncLocked(pg::PgConn& provider, pg::PgConn& subscrib
   std::vector<pg::QualifiedName> replicated;
   for (int i = 0; i < tables.rows(); ++i)
     replicated.push_back({std::string(tables.Get(i, 0)), std::string(tables.Get(i, 1))});
-  LORRY_ASSIGN_OR_RETURN(auto owned, OwnedSequences(provider, replicated));
+  LORRY_ASSIGN_OR_RETURN(auto owned, UsedSequences(provider, replicated));
   LORRY_ASSIGN_OR_RETURN(auto added, ListAddedSequences(subscriber, subscription));
   std::set<pg::QualifiedName> explicit_ones(added.begin(), added.end());
   std::set<pg::QualifiedName> all(owned.begin(), owned.end());
@@ -82,11 +88,15 @@ Result<SequenceSyncResult> SyncLocked(pg::PgConn& provider, pg::PgConn& subscrib
       continue;
     }
     result.sequences++;
-    LORRY_ASSIGN_OR_RETURN(auto inc, subscriber.QueryValue("SELECT seqincrement FROM pg_sequence WHERE seqrelid = "
-                                                           "to_regclass($1)",
-                                                           {seq.Quoted()}));
-    int64_t increment = inc ? std::stoll(*inc) : 1;
-    if (!SequenceAhead(sub->last, sub->called, prov->last, prov->called, increment)) continue;
+    LORRY_ASSIGN_OR_RETURN(auto shape, subscriber.ExecParams("SELECT seqincrement, seqcycle FROM pg_sequence "
+                                                             "WHERE seqrelid = to_regclass($1)",
+                                                             {seq.Quoted()}));
+    int64_t increment = shape.rows() > 0 ? shape.GetInt(0, 0) : 1;
+    // A cycling sequence has no "ahead" once it wrapped around: it takes
+    // the provider's value whenever it differs.
+    bool cycles = shape.rows() > 0 && shape.GetBool(0, 1);
+    bool differs = sub->last != prov->last || sub->called != prov->called;
+    if (cycles ? !differs : !SequenceAhead(sub->last, sub->called, prov->last, prov->called, increment)) continue;
     LORRY_RETURN_IF_ERROR(subscriber
                               .ExecParams("SELECT setval(to_regclass($1), $2::bigint, $3::bool)",
                                           {seq.Quoted(), std::to_string(prov->last), prov->called ? "true" : "false"})

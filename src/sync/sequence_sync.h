@@ -5,14 +5,16 @@
 // subscriber: at copy time, every few seconds while `run` streams, and once
 // more at the end of `lorry wait`.
 //
-// Which sequences: those owned by replicated tables (serial and identity
-// columns, found on the provider each time) and those added by name
-// (`lorry add --sequence`, kept in lorry.sequences).
+// Which sequences: those replicated tables use (owned by their serial and
+// identity columns, or called by their column defaults; found on the
+// provider each time) and those added by name (`lorry add --sequence`, and
+// the free-standing ones of `add --all`, kept in lorry.sequences).
 //
 // Invariants:
 // - A subscriber sequence never moves backwards: it is set only when the
 //   provider's next value is ahead of the subscriber's (in the direction of
-//   the increment).
+//   the increment). A CYCLE sequence, which may wrap around, is set whenever
+//   its value differs from the provider's.
 // - Syncs of one subscription are serialised (an advisory lock on the
 //   subscriber): two concurrent "set only if ahead" steps could otherwise
 //   move a value back.

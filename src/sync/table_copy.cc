@@ -33,7 +33,10 @@ struct TableCopy {
   int64_t size_bytes = 0;
   int64_t rows_estimate = -1;
   std::vector<std::string> ranges;  // WHERE clauses; empty: the whole table in one COPY
-  std::string split_by;              // "ctid", or the key column
+  // A partitioned table on the provider: one unit per leaf partition (the
+  // natural ranges), each read FROM ONLY the leaf; `ranges` stays empty.
+  std::vector<pg::QualifiedName> leaves;
+  std::string split_by;              // "ctid", the key column, or "partition"
   std::atomic<int> ranges_left{0};
   std::atomic<int64_t> rows{0};
   std::atomic<int64_t> bytes{0};
@@ -47,7 +50,7 @@ struct TableCopy {
 
 struct Unit {
   TableCopy* copy;
-  int range;  // index into copy->ranges, or -1 for the whole table
+  int range;  // index into copy->ranges (or copy->leaves), or -1 for the whole table
   int64_t weight;
 };
 
@@ -141,7 +144,10 @@ Result<std::vector<std::unique_ptr<TableCopy>>> Plan(const CopyPlan& plan, const
     t->binary = SameBuiltinTypes(*p, *s);
     t->size_bytes = p->bytes_estimate;
     t->rows_estimate = p->rows_estimate;
-    if (p->relkind == 'r' && p->bytes_estimate > plan.split_tables_larger_than) {
+    if (p->partitioned()) {
+      LORRY_ASSIGN_OR_RETURN(t->leaves, catalog::ListLeaves(provider, p->oid));
+      t->split_by = "partition";
+    } else if (p->bytes_estimate > plan.split_tables_larger_than) {
       int64_t n = (p->bytes_estimate + plan.split_tables_larger_than - 1) / plan.split_tables_larger_than;
       n = std::clamp<int64_t>(std::max<int64_t>(n, plan.jobs), 2, kMaxRanges);
       if (tid_ranges) {
@@ -155,7 +161,8 @@ Result<std::vector<std::unique_ptr<TableCopy>>> Plan(const CopyPlan& plan, const
                            subscriber.QueryValue("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' "
                                                  "AND confrelid = $1::regclass)",
                                                  {task.table.Quoted()}));
-    t->freeze = t->ranges.empty() && referenced && *referenced == "f";
+    // COPY FREEZE needs one COPY into a plain table.
+    t->freeze = t->ranges.empty() && t->leaves.empty() && !s->partitioned() && referenced && *referenced == "f";
     out.push_back(std::move(t));
   }
   return out;
@@ -210,7 +217,8 @@ Status BeginTable(const CopyPlan& plan, pg::PgConn& subscriber, TableCopy* t) {
                          std::to_string(t->rows_estimate)})
             .status());
     spdlog::info("sub={} table={} copy begins size={} ranges={}{} format={} freeze={} deferred_indexes={}",
-                 plan.subscription, t->table.Display(), t->size_bytes, std::max<size_t>(1, t->ranges.size()),
+                 plan.subscription, t->table.Display(), t->size_bytes,
+                 std::max<size_t>(1, t->leaves.empty() ? t->ranges.size() : t->leaves.size()),
                  t->split_by.empty() ? "" : " split_by=" + t->split_by, t->binary ? "binary" : "text", t->freeze,
                  deferred.size());
     return Status::Ok();
@@ -276,7 +284,11 @@ class Worker {
     TableCopy* t = u.copy;
     std::string where;
     if (!t->row_filter.empty()) where = " WHERE (" + t->row_filter + ")";
-    if (u.range >= 0) where += (where.empty() ? " WHERE " : " AND ") + t->ranges[u.range];
+    // Rows go into the subscriber's table of the same name, which routes
+    // them to its own partitions if it has any (or holds them all).
+    std::string from = "ONLY " + t->table.Quoted();
+    if (!t->leaves.empty()) from = "ONLY " + t->leaves.at(u.range).Quoted();
+    else if (u.range >= 0) where += (where.empty() ? " WHERE " : " AND ") + t->ranges[u.range];
     std::string format = t->binary ? "FORMAT binary" : "FORMAT text";
     LORRY_RETURN_IF_ERROR(subscriber_.Exec("BEGIN").status());
     bool freeze = false;
@@ -289,7 +301,7 @@ class Worker {
     LORRY_RETURN_IF_ERROR(subscriber_.StartCopyIn(fmt::format("COPY {} ({}) FROM STDIN ({}{})", t->table.Quoted(),
                                                               t->columns, format, freeze ? ", FREEZE" : "")));
     LORRY_RETURN_IF_ERROR(provider_.StartCopyOut(
-        fmt::format("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT ({})", t->columns, t->table.Quoted(), where, format)));
+        fmt::format("COPY (SELECT {} FROM {}{}) TO STDOUT ({})", t->columns, from, where, format)));
     std::string chunk;
     int64_t messages = 0;
     while (true) {
@@ -549,13 +561,13 @@ Status CopyTables(const CopyPlan& plan, const std::vector<CopyTask>& tasks, cons
   // Every unit of work: whole tables, or the ranges of split ones.
   std::vector<Unit> units;
   for (auto& t : tables) {
-    if (t->ranges.empty()) {
+    int n = static_cast<int>(t->leaves.empty() ? t->ranges.size() : t->leaves.size());
+    if (n == 0) {
       t->ranges_left = 1;
       units.push_back({t.get(), -1, t->size_bytes});
     } else {
-      t->ranges_left = static_cast<int>(t->ranges.size());
-      for (int i = 0; i < static_cast<int>(t->ranges.size()); ++i)
-        units.push_back({t.get(), i, t->size_bytes / static_cast<int64_t>(t->ranges.size())});
+      t->ranges_left = n;
+      for (int i = 0; i < n; ++i) units.push_back({t.get(), i, t->size_bytes / n});
     }
   }
   // Biggest work first, so that the last minutes are not one big table alone.
