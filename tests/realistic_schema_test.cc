@@ -12,6 +12,9 @@
 // lists nothing; `compare` is clean. Then the same into a subscriber whose
 // payment table is not partitioned, and a partition created without DDL
 // capture, which `wait`, `status` and `tables` name with its fix.
+#include <cstdio>
+#include <cstdlib>
+
 #include <gmock/gmock.h>
 #include <fmt/format.h>
 
@@ -23,7 +26,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr const char* kSchema = R"sql(
+constexpr const char* kDdl = R"sql(
   CREATE TYPE mpaa_rating AS ENUM ('G', 'PG', 'PG-13', 'R', 'NC-17');
   CREATE DOMAIN year AS integer CHECK (VALUE >= 1901 AND VALUE <= 2155);
   CREATE SEQUENCE customer_customer_id_seq;
@@ -58,7 +61,9 @@ constexpr const char* kSchema = R"sql(
   END $$;
   CREATE VIEW customer_list AS SELECT customer_id, full_name FROM customer WHERE active;
   CREATE MATERIALIZED VIEW sales_by_customer AS SELECT customer_id, sum(amount) AS total FROM payment GROUP BY 1;
+)sql";
 
+constexpr const char* kData = R"sql(
   INSERT INTO customer (first_name, last_name, email)
     SELECT 'first' || g, 'last' || g, 'c' || g || '@example.com' FROM generate_series(1, 50) g;
   INSERT INTO film (title, release_year, rating, special_features, fulltext)
@@ -107,6 +112,23 @@ constexpr const char* kFillPartition = R"sql(
 
 class RealisticSchema : public TwoClusters {
  protected:
+  int Major() const { return provider_cluster()->major_version(); }
+  // Whether the pg_dump that --create runs can dump the provider (the
+  // extra majors of scripts/install-pg-major come without client programs).
+  bool PgDumpCanDumpProvider() const {
+    FILE* f = popen("pg_dump --version", "r");
+    if (f == nullptr) return false;
+    char buf[256] = {0};
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    pclose(f);
+    std::string v(buf, n);
+    auto pos = v.find("(PostgreSQL) ");
+    return pos != std::string::npos && std::atoi(v.c_str() + pos + 13) >= Major();
+  }
+  void Schema() {
+    ProviderSql(kDdl);
+    ProviderSql(kData);
+  }
   std::unique_ptr<LorryProcess> StartRun() { return std::make_unique<LorryProcess>(Args({"run", "--jobs", "2"})); }
 
   // md5 of a relation's rows (ONLY: a partitioned table's own rows are its
@@ -119,7 +141,7 @@ class RealisticSchema : public TwoClusters {
 
   // Every table and partition of the provider, and every sequence, equal
   // on the subscriber. `partitions`: whether the subscriber has them too.
-  void ExpectAllIdentical(bool partitions, int provider_partitions = 13) {
+  void ExpectAllIdentical(bool partitions, int provider_partitions = 13, bool root = true) {
     std::string list = ProviderValue(
         "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c "
         "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')");
@@ -131,7 +153,7 @@ class RealisticSchema : public TwoClusters {
       start = comma + 1;
       bool is_partition = t.rfind("payment_p", 0) == 0;
       partitions_seen += is_partition;
-      if (is_partition && !partitions) continue;
+      if ((is_partition && !partitions) || (t == "payment" && !root)) continue;
       EXPECT_EQ(Md5(false, t), Md5(true, t)) << "rows differ: " << t;
     }
     EXPECT_EQ(partitions_seen, provider_partitions);
@@ -158,29 +180,39 @@ class RealisticSchema : public TwoClusters {
 
   // init --capture-ddl, add --all --create, run, wait, the workload, the new
   // partition, TRUNCATE; identical at every step.
-  void Workflow(bool subscriber_partitioned) {
-    ProviderSql(kSchema);
+  // `create`: the subscriber is empty (add --all --create); otherwise it
+  // has the provider's DDL already (for a provider newer than pg_dump).
+  void Workflow(bool subscriber_partitioned, bool create) {
+    Schema();
+    if (!create) SubscriberSql(kDdl);
     auto init = RunLorry(Args({"init", "--capture-ddl"}));
     ASSERT_EQ(init.exit_code, 0) << init.all();
-    auto add = RunLorry(Args({"add", "--all", "--create"}));
+    auto add = RunLorry(Args(create ? std::vector<std::string>{"add", "--all", "--create"}
+                                    : std::vector<std::string>{"add", "--all"}));
     ASSERT_EQ(add.exit_code, 0) << add.all();
-    if (subscriber_partitioned)
-      EXPECT_THAT(add.out, HasSubstr("created table public.payment with its 12 partitions"));
-    else
-      EXPECT_THAT(add.out, Not(HasSubstr("created table public.payment")));
-    EXPECT_THAT(add.out, HasSubstr("created type public.mpaa_rating"));
-    EXPECT_THAT(add.out, HasSubstr("created type public.year"));
-    EXPECT_THAT(add.out, HasSubstr("created sequence public.customer_customer_id_seq"));
-    EXPECT_THAT(add.out, HasSubstr("created sequence public.slot_seq"));
-    EXPECT_THAT(add.out, HasSubstr("created sequence public.invoice_no_seq"));
-    EXPECT_THAT(add.out, HasSubstr("left out (--create makes only what replication needs; `pg_dump --schema-only` "
-                                   "copies a whole schema): view public.customer_list, materialized view "
-                                   "public.sales_by_customer, function public.last_updated(), trigger last_updated "
-                                   "on public.customer"));
     EXPECT_THAT(add.out, HasSubstr("added public.payment (all operations, about 1200 rows, through its root: 12 "
                                    "partitions)"));
     EXPECT_THAT(add.out, HasSubstr("added sequence public.invoice_no_seq"));
     EXPECT_THAT(add.out, Not(HasSubstr("added public.payment_p2022")));
+    if (create) ExpectCreated(subscriber_partitioned, add.out);
+    Stream(subscriber_partitioned);
+  }
+
+  void ExpectCreated(bool subscriber_partitioned, const std::string& out) {
+    const auto& add = out;
+    if (subscriber_partitioned)
+      EXPECT_THAT(add, HasSubstr("created table public.payment with its 12 partitions"));
+    else
+      EXPECT_THAT(add, Not(HasSubstr("created table public.payment")));
+    EXPECT_THAT(add, HasSubstr("created type public.mpaa_rating"));
+    EXPECT_THAT(add, HasSubstr("created type public.year"));
+    EXPECT_THAT(add, HasSubstr("created sequence public.customer_customer_id_seq"));
+    EXPECT_THAT(add, HasSubstr("created sequence public.slot_seq"));
+    EXPECT_THAT(add, HasSubstr("created sequence public.invoice_no_seq"));
+    EXPECT_THAT(add, HasSubstr("left out (--create makes only what replication needs; `pg_dump --schema-only` "
+                                   "copies a whole schema): view public.customer_list, materialized view "
+                                   "public.sales_by_customer, function public.last_updated(), trigger last_updated "
+                                   "on public.customer"));
     // Partitions created as partitions, identity as identity, the generated
     // column generated, no trigger.
     if (subscriber_partitioned)
@@ -195,7 +227,9 @@ class RealisticSchema : public TwoClusters {
     EXPECT_EQ(SubscriberValue("SELECT count(*) FROM pg_class WHERE relkind IN ('v', 'm') "
                               "AND relnamespace = 'public'::regnamespace"),
               "0");
+  }
 
+  void Stream(bool subscriber_partitioned) {
     auto run = StartRun();
     Wait(run.get());
     ExpectAllIdentical(subscriber_partitioned, 12);
@@ -225,22 +259,79 @@ class RealisticSchema : public TwoClusters {
   }
 };
 
-TEST_F(RealisticSchema, IntoAnEmptySubscriber) { Workflow(true); }
+#define REQUIRE_CAPTURE_AND_PG_DUMP()                                                                    \
+  if (Major() < 14) GTEST_SKIP() << "DDL capture needs PostgreSQL 14+ on the provider, have " << Major(); \
+  if (!PgDumpCanDumpProvider()) GTEST_SKIP() << "pg_dump is older than the provider (" << Major() << ")"
+
+TEST_F(RealisticSchema, IntoAnEmptySubscriber) {
+  REQUIRE_CAPTURE_AND_PG_DUMP();
+  Workflow(true, true);
+}
 
 TEST_F(RealisticSchema, IntoAnUnpartitionedSubscriberTable) {
+  REQUIRE_CAPTURE_AND_PG_DUMP();
   SubscriberSql("CREATE TABLE payment (payment_id int NOT NULL, customer_id int NOT NULL, amount numeric(6,2) NOT "
                 "NULL, payment_date timestamptz NOT NULL, PRIMARY KEY (payment_date, payment_id))");
-  Workflow(false);
+  Workflow(false, true);
+}
+
+// The same stream into a subscriber that has the schema already: runs on
+// providers newer than the pg_dump at hand (PostgreSQL 18 here).
+TEST_F(RealisticSchema, IntoAPreparedSubscriber) {
+  if (Major() < 14) GTEST_SKIP() << "DDL capture needs PostgreSQL 14+ on the provider, have " << Major();
+  Workflow(true, false);
+}
+
+// PostgreSQL 12 cannot publish through a root: the leaves are added one by
+// one (and created as tables of their own); a partition created later is
+// listed by `missing` with the command that adds it, and that command
+// brings it in, rows and all.
+TEST_F(RealisticSchema, FromAPg12ProviderLeafByLeaf) {
+  if (Major() >= 13) GTEST_SKIP() << "for providers before PostgreSQL 13, have " << Major();
+  if (!PgDumpCanDumpProvider()) GTEST_SKIP() << "pg_dump is older than the provider";
+  Schema();
+  auto init = RunLorry(Args({"init"}));
+  ASSERT_EQ(init.exit_code, 0) << init.all();
+  auto add = RunLorry(Args({"add", "--all", "--create"}));
+  ASSERT_EQ(add.exit_code, 0) << add.all();
+  EXPECT_THAT(add.out, HasSubstr("note: PostgreSQL 12 cannot publish a partitioned table through its root (13+ can): "
+                                 "the partitions of public.payment are added one by one"));
+  EXPECT_THAT(add.out, HasSubstr("added public.payment_p2022_07"));
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM pg_class WHERE relname LIKE 'payment_p2022%' AND relkind = 'r' "
+                            "AND NOT relispartition"),
+            "12");
+  auto run = StartRun();
+  Wait(run.get());
+  ExpectAllIdentical(true, 12, false);
+  ProviderSql(kWorkload);
+  ProviderSql(kCreatePartition);
+  ProviderSql(kFillPartition);
+  auto missing = RunLorry(Args({"missing"}));
+  EXPECT_EQ(missing.exit_code, 1) << missing.all();
+  EXPECT_THAT(missing.out, HasSubstr("not replicated: public.payment_p2023_01 (a partition of public.payment, whose "
+                                     "other partitions are replicated one by one; to add it: lorry add --partitions "
+                                     "leaves public.payment_p2023_01)"));
+  auto add_leaf = RunLorry(Args({"add", "--partitions", "leaves", "--create", "public.payment_p2023_01"}));
+  ASSERT_EQ(add_leaf.exit_code, 0) << add_leaf.all();
+  Wait(run.get());
+  ExpectAllIdentical(true, 13, false);
+  auto none = RunLorry(Args({"missing"}));
+  EXPECT_EQ(none.exit_code, 0) << none.all();
+  EXPECT_EQ(run->Terminate(), 0) << run->Log();
 }
 
 // Without DDL capture a partition created on the provider holds the stream
 // (its rows have nowhere to go on the subscriber): wait, status and tables
 // name it and the statement that creates it; once it is run, nothing is lost.
 TEST_F(RealisticSchema, NewPartitionWithoutCaptureIsNamedWithItsFix) {
-  ProviderSql(kSchema);
+  if (Major() < 13) GTEST_SKIP() << "publishing through the root needs PostgreSQL 13+, have " << Major();
+  Schema();
+  bool create = PgDumpCanDumpProvider();
+  if (!create) SubscriberSql(kDdl);
   auto init = RunLorry(Args({"init"}));
   ASSERT_EQ(init.exit_code, 0) << init.all();
-  auto add = RunLorry(Args({"add", "--all", "--create"}));
+  auto add = RunLorry(Args(create ? std::vector<std::string>{"add", "--all", "--create"}
+                                  : std::vector<std::string>{"add", "--all"}));
   ASSERT_EQ(add.exit_code, 0) << add.all();
   auto run = StartRun();
   Wait(run.get());
