@@ -33,9 +33,11 @@ BEGIN
   JOIN pg_publication_rel pr
     ON c.classid = 'pg_class'::regclass
    -- The table itself, or (a partition: CREATE TABLE ... PARTITION OF) a
-   -- published ancestor.
-   AND pr.prrelid IN (SELECT a.relid FROM pg_partition_ancestors(
-         coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = c.objid), c.objid)) a)
+   -- published ancestor (pg_partition_ancestors lists none for a table
+   -- that is not a partition).
+   AND (pr.prrelid = coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = c.objid), c.objid)
+        OR pr.prrelid IN (SELECT a.relid FROM pg_partition_ancestors(
+             coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = c.objid), c.objid)) a))
   JOIN pg_publication p ON p.oid = pr.prpubid
   JOIN lorry_ddl.subscriptions s ON p.pubname ~ ('^lorry_' || s.name || '(_insert_only|_ops_i?u?d?t?)?$');
   IF targets IS NULL OR query IS NULL THEN RETURN; END IF;
