@@ -130,6 +130,7 @@ Result<std::vector<Candidate>> ResolveTables(pg::PgConn& provider, const AddOpti
   std::vector<Candidate> out;
   std::set<pg::QualifiedName> seen;
   catalog::PartitionMode mode = EffectiveMode(options, provider.server_version());
+  bool version_noted = false;  // --all on a provider before 13: said once
   std::function<Status(catalog::TableInfo, bool)> take = [&](catalog::TableInfo info, bool named) -> Status {
     if (info.partitioned() && mode == catalog::PartitionMode::kLeaves) {
       LORRY_ASSIGN_OR_RETURN(auto leaves, catalog::ListLeaves(provider, info.oid));
@@ -193,7 +194,14 @@ Result<std::vector<Candidate>> ResolveTables(pg::PgConn& provider, const AddOpti
         continue;
       }
       LORRY_ASSIGN_OR_RETURN(auto info, catalog::LookupTable(provider, n));
-      if (info) LORRY_RETURN_IF_ERROR(take(std::move(*info), false));  // else dropped since it was listed
+      if (!info) continue;  // dropped since it was listed
+      if (info->is_partition && options.partitions != "leaves" && !version_noted) {
+        version_noted = true;
+        notes->push_back(fmt::format("PostgreSQL {} cannot publish a partitioned table through its root (13+ can): "
+                                     "partitions are added one by one",
+                                     provider.server_version() / 10000));
+      }
+      LORRY_RETURN_IF_ERROR(take(std::move(*info), false));
     }
   }
   return out;
