@@ -260,10 +260,12 @@ TEST_F(Streaming, Kill9WhileATransactionIsSpooled) {
   ASSERT_TRUE(open.Exec("BEGIN").ok());
   ASSERT_TRUE(open.Exec("INSERT INTO big SELECT g, repeat('y', 100) FROM generate_series(1000, 30999) g").ok());
   // lorry has spooled part of it (a file in its spool directory).
-  std::string spool = fmt::format("{}/lorry-spool-{}", std::filesystem::temp_directory_path().string(), run->pid());
+  std::string spool;
   ASSERT_TRUE(Eventually([&] {
+    auto dirs = SpoolDirsOf(run->pid(), std::filesystem::temp_directory_path().string());
     std::error_code ec;
-    return std::filesystem::exists(spool) && !std::filesystem::is_empty(spool, ec);
+    spool = dirs.empty() ? "" : dirs.front();
+    return !spool.empty() && !std::filesystem::is_empty(spool, ec);
   }, 30)) << run->Log();
   run->Kill9();
   ASSERT_TRUE(open.Exec("UPDATE big SET v = 'late' WHERE id BETWEEN 1 AND 20000").ok());
@@ -272,6 +274,35 @@ TEST_F(Streaming, Kill9WhileATransactionIsSpooled) {
   Wait(run.get());
   ExpectCompareClean({"big"}, run.get());
   EXPECT_FALSE(std::filesystem::exists(spool)) << "the dead process's spool is removed";
+}
+
+// A spool over [run] spool_max_size: the stream starts again and the
+// provider sends the transaction once committed; nothing is lost. The spool
+// goes under [run] spool_dir.
+TEST_F(Streaming, ATransactionBeyondTheSpoolLimitIsSentAgainAfterItsCommit) {
+  std::string dir = fmt::format("/tmp/lorry-spool-dir-{}", getpid());
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(dir, std::filesystem::perms(0700));
+  auto a = Args({"run", "-c", ConfigFile(fmt::format("[run]\nspool_dir = \"{}\"\nspool_max_size = \"256kB\"\n", dir))});
+  auto run = std::make_unique<LorryProcess>(a);
+  Wait(run.get());
+  // Made when the stream starts.
+  ASSERT_TRUE(Eventually([&] { return SpoolDirsOf(run->pid(), dir).size() == 1; }, 30)) << run->Log();
+  auto open = ConnectProvider();
+  ASSERT_TRUE(open.Exec("BEGIN").ok());
+  ASSERT_TRUE(open.Exec("INSERT INTO big SELECT g, repeat('z', 100) FROM generate_series(1000, 30999) g").ok());
+  ASSERT_TRUE(Eventually([&] { return run->Log().find("spool_max_size = 262144 bytes") != std::string::npos; }, 60))
+      << run->Log();
+  ASSERT_TRUE(open.Exec("UPDATE big SET v = 'late' WHERE id BETWEEN 1 AND 20000").ok());
+  ASSERT_TRUE(open.Exec("COMMIT").ok());
+  ProviderSql("INSERT INTO big VALUES (0, 'after')");
+  Wait(run.get());
+  ExpectCompareClean({"big"}, run.get());
+  EXPECT_NE(run->Log().find("large transactions are asked for once committed"), std::string::npos) << run->Log();
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM big WHERE v = 'late'"), "19101");
+  EXPECT_EQ(run->Terminate(), 0);
+  EXPECT_TRUE(SpoolDirsOf(run->pid(), dir).empty()) << "the spool directory goes with the process";
+  std::filesystem::remove_all(dir);
 }
 
 // The apply session's settings for one-row statements found by key. With

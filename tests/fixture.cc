@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -31,8 +33,15 @@ std::string TempPath(const char* tag) {
 }
 
 pid_t SpawnLorry(const std::vector<std::string>& args, const std::string& out_path, const std::string& err_path) {
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    // Killed with the test process, however that ends (a failed ASSERT that
+    // aborts it with a thread still joinable, a crash, ctest's timeout):
+    // never a `lorry run` left behind. (The signal follows the forking
+    // thread: tests start lorry from their main thread.)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = err_path == out_path ? out : open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int in = open("/dev/null", O_RDONLY);
@@ -208,6 +217,23 @@ void TwoClusters::TearDown() {
   }
   for (auto* c : {provider_.get(), subscriber_.get()})
     if (c) (void)DropDatabase(c, dbname_);
+  for (const auto& f : config_files_) std::remove(f.c_str());
+}
+
+std::string TwoClusters::ConfigFile(const std::string& toml) {
+  std::string path = fmt::format("/tmp/lorry-test-{}-{}-{}.toml", getpid(), dbname_, config_files_.size());
+  std::ofstream(path) << toml;
+  config_files_.push_back(path);
+  return path;
+}
+
+std::vector<std::string> SpoolDirsOf(pid_t pid, const std::string& parent) {
+  std::vector<std::string> out;
+  std::string prefix = fmt::format("lorry-spool-{}-", pid);
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(parent, ec))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path().string());
+  return out;
 }
 
 std::string TwoClusters::Provider() const { return provider_->Conninfo(dbname_); }

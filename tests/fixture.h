@@ -86,6 +86,10 @@ class TwoClusters : public ::testing::Test {
   void ExpectCompareClean(const std::vector<std::string>& tables, const LorryProcess* run,
                           std::vector<std::string> args = {}) const;
 
+  // Writes a lorry.toml with `toml` for this test (removed at TearDown);
+  // returns its path, for -c.
+  std::string ConfigFile(const std::string& toml);
+
   static testing::LocalCluster* provider_cluster();
   static testing::LocalCluster* subscriber_cluster();
   std::string dbname_;
@@ -93,7 +97,12 @@ class TwoClusters : public ::testing::Test {
  private:
   static std::unique_ptr<testing::LocalCluster> provider_;
   static std::unique_ptr<testing::LocalCluster> subscriber_;
+  std::vector<std::string> config_files_;
 };
+
+// The spool directories of the lorry process `pid` under `parent`
+// (lorry-spool-<pid>-XXXXXX, see replication/stream_spool.h).
+std::vector<std::string> SpoolDirsOf(pid_t pid, const std::string& parent);
 
 // Polls `pred` every 100 ms until true or timeout; returns the last result.
 template <typename Pred>

@@ -50,7 +50,8 @@ TEST_F(PublishOptions, RowFilterInCopyAndStreamWithRowsMovingAcross) {
   Init();
   auto added = Add({"k", "--where", "id % 2 = 0"});
   ASSERT_EQ(added.exit_code, 0) << added.all();
-  EXPECT_NE(added.out.find("rows where id % 2 = 0"), std::string::npos) << added.out;
+  // As the provider prints it (pg_get_expr), which is what is stored and shown.
+  EXPECT_NE(added.out.find("rows where ((id % 2) = 0)"), std::string::npos) << added.out;
   added = Add({"r", "--where", "region = 'eu'"});
   ASSERT_EQ(added.exit_code, 0) << added.all();
 
@@ -85,7 +86,7 @@ TEST_F(PublishOptions, RowFilterInCopyAndStreamWithRowsMovingAcross) {
   EXPECT_NE(run.Log().find("split_by=ctid"), std::string::npos) << run.Log();
   std::remove(config.c_str());
   auto tables = RunLorry(Args({"tables"}));
-  EXPECT_NE(tables.out.find("where id % 2 = 0"), std::string::npos) << tables.all();
+  EXPECT_NE(tables.out.find("where ((id % 2) = 0)"), std::string::npos) << tables.all();
 }
 
 TEST_F(PublishOptions, RefusesWhatWouldBreakTheProvider) {
@@ -126,6 +127,51 @@ TEST_F(PublishOptions, RefusesWhatWouldBreakTheProvider) {
   EXPECT_NE(ok.out.find("already replicated"), std::string::npos) << ok.out;
 }
 
+// --where is one SQL expression, parsed and checked by the provider itself
+// before anything changes: what would close the parenthesis, add a
+// statement, comment out the rest or open a quote is refused, and nothing
+// on either side changes. What is stored and used is the server's own
+// printed form (pg_get_expr).
+TEST_F(PublishOptions, RowFilterIsOneExpressionCheckedByTheProvider) {
+  REQUIRE_PROVIDER_15();
+  BothSql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+  ProviderSql("CREATE TABLE x (id int)");
+  ProviderSql("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g");
+  Init();
+  for (const std::string where :
+       {"id > 0) ; drop table x; --", "id > 0); DROP TABLE x", "id > 0) ; drop table x; select (1",
+        "(id > 0", "id > 0)", "id > 0 /* unterminated", "id > 0 */ OR (true", "id > $$0", "id > $q$0$$",
+        "id > 0), TABLE x WHERE (true", "id > 0) WITH (publish = 'insert'", "id > 0), TABLES IN SCHEMA public --",
+        "id > 0) UNION SELECT 1 FROM x WHERE (true", "random() > 0.5", "id > (SELECT max(id) FROM x)", " ",
+        "id"}) {
+    auto bad = Add({"t", "--where", where});
+    EXPECT_EQ(bad.exit_code, 2) << where << "\n" << bad.all();
+    EXPECT_NE(bad.err.find("is not one boolean SQL expression"), std::string::npos) << where << "\n" << bad.err;
+    EXPECT_EQ(ProviderValue("SELECT to_regclass('x') IS NOT NULL"), "t") << where;
+    EXPECT_EQ(ProviderValue("SELECT count(*) FROM pg_publication_rel"), "0") << where;
+    EXPECT_EQ(ProviderValue("SELECT string_agg(pubname, ',' ORDER BY pubname) FROM pg_publication"),
+              "lorry_main,lorry_main_insert_only")
+        << where;
+    EXPECT_EQ(SubscriberValue("SELECT count(*) FROM lorry.tables"), "0") << where;
+  }
+  // Quotes, dollar quotes and comments inside one expression are fine: a
+  // dollar-quoted literal that looks like an injection stays a literal.
+  auto added = Add({"t", "--where", "id <> length($x$ ) ; drop table x; -- $x$) AND id > 10 -- the newest"});
+  ASSERT_EQ(added.exit_code, 0) << added.all();
+  EXPECT_EQ(ProviderValue("SELECT to_regclass('x') IS NOT NULL"), "t");
+  std::string printed = ProviderValue("SELECT pg_get_expr(prqual, prrelid) FROM pg_publication_rel");
+  EXPECT_EQ(printed, "((id <> length(' ) ; drop table x; -- '::text)) AND (id > 10))");
+  EXPECT_EQ(SubscriberValue("SELECT row_filter FROM lorry.tables"), printed);
+  EXPECT_NE(added.out.find("rows where " + printed), std::string::npos) << added.out;
+  // Named again with the same filter spelled differently: the same filter.
+  auto again = Add({"t", "--where", "(id<>length(' ) ; drop table x; -- ')) and (id>10)"});
+  EXPECT_EQ(again.exit_code, 0) << again.all();
+  EXPECT_NE(again.out.find("already replicated"), std::string::npos) << again.out;
+  LorryProcess run(Args({"run"}));
+  Wait(&run);
+  EXPECT_EQ(SubscriberValue("SELECT count(*) FROM t"), "89");  // 11..100 but length(...) = 22
+}
+
 TEST_F(PublishOptions, ColumnListInCopyAndStream) {
   REQUIRE_PROVIDER_15();
   ProviderSql("CREATE TABLE c (id int PRIMARY KEY, a text, secret text NOT NULL, b int)");
@@ -145,9 +191,9 @@ TEST_F(PublishOptions, ColumnListInCopyAndStream) {
   EXPECT_EQ(run.Terminate(), 0) << run.Log();
   // `tables` says what is replicated of the table.
   auto tables = RunLorry(Args({"tables"}));
-  EXPECT_NE(tables.out.find("columns id, a,b"), std::string::npos) << tables.all();
+  EXPECT_NE(tables.out.find("columns id, a, b"), std::string::npos) << tables.all();
   auto json = RunLorry(Args({"tables", "--json"}));
-  EXPECT_NE(json.out.find("\"columns\": \"id, a,b\""), std::string::npos) << json.all();
+  EXPECT_NE(json.out.find("\"columns\": \"id, a, b\""), std::string::npos) << json.all();
 }
 
 TEST_F(PublishOptions, OperationsPerTable) {

@@ -12,6 +12,7 @@
 #include "admin/admin_util.h"
 #include "admin/ddl_capture.h"
 #include "catalog/publications.h"
+#include "catalog/server_identity.h"
 #include "state/state_store.h"
 
 namespace lorry::admin {
@@ -226,6 +227,26 @@ Result<std::vector<Check>> SubscriberChecks(pg::PgConn& c) {
   return checks;
 }
 
+// One database cannot be both sides; two databases of one server may.
+Result<Check> DistinctDatabasesCheck(pg::PgConn& provider, pg::PgConn& subscriber) {
+  LORRY_ASSIGN_OR_RETURN(auto p, catalog::IdentifyServer(provider));
+  LORRY_ASSIGN_OR_RETURN(auto s, catalog::IdentifyServer(subscriber));
+  const std::string side = "both";
+  if (Status same = catalog::RequireDistinctDatabases(p, s); !same.ok())
+    return Fail(side, same.message(), "name another database as the subscriber");
+  if (p.SameServer(s))
+    return Check{Outcome::kWarn, side,
+                 fmt::format("provider and subscriber are databases {} and {} of the same server (system identifier "
+                             "{}): allowed, but the copy and the stream load that one server twice and its WAL "
+                             "holds every replicated change twice",
+                             pg::QuoteIdentIfNeeded(p.database), pg::QuoteIdentIfNeeded(s.database),
+                             p.system_identifier),
+                 "none needed if this is meant (a copy within one server); otherwise point the subscriber at the "
+                 "target server"};
+  return Pass(side, fmt::format("provider and subscriber are different servers (system identifiers {} and {})",
+                                p.system_identifier, s.system_identifier));
+}
+
 // `--capture-ddl`: event triggers need a superuser, lorry messages PostgreSQL 14.
 Result<Check> CaptureDdlCheck(pg::PgConn& c) {
   const std::string side = "provider";
@@ -304,6 +325,8 @@ Status Init(const Config& config, const InitOptions& options, std::ostream& out)
     checks.push_back(std::move(capture));
   }
   checks.insert(checks.end(), sc.begin(), sc.end());
+  LORRY_ASSIGN_OR_RETURN(auto distinct, DistinctDatabasesCheck(*provider, *subscriber));
+  checks.push_back(std::move(distinct));
   std::string failures;
   int failed = 0;
   for (const auto& c : checks) {

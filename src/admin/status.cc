@@ -70,6 +70,7 @@ std::string ProgressText(const TableState& t) {
   if (t.deferred_indexes > 0)
     out += fmt::format("{}{} index{} to rebuild", out.empty() ? "" : "; ", t.deferred_indexes,
                        t.deferred_indexes == 1 ? "" : "es");
+  if (!t.index_rebuild_error.empty()) out += "; rebuild failed";
   return out;
 }
 
@@ -90,6 +91,7 @@ json TableJson(const TableState& t) {
           {"copy_bytes_per_second", OptJson(CopyRate(t))},
           {"copy_seconds_left", OptJson(CopySecondsLeft(t))},
           {"indexes_to_rebuild", t.deferred_indexes},
+          {"index_rebuild_error", TextJson(t.index_rebuild_error)},
           {"row_filter", TextJson(t.row_filter)},
           {"columns", TextJson(t.column_list)},
           {"ops", TextJson(t.ops)}};
@@ -524,6 +526,10 @@ void PrintReport(const Report& r, std::ostream& out) {
     line("copy", fmt::format("{} table{} copying: {} of ~{}, {}/s, ~{:.0f} s left", copying, copying == 1 ? "" : "s",
                              HumanBytes(copied), HumanBytes(total), HumanBytes(rate), left));
   if (indexes > 0) line("indexes", fmt::format("{} deferred by copies, not yet rebuilt", indexes));
+  // Until the rebuild succeeds: a table without its keys is worth seeing.
+  for (const auto& t : r.tables)
+    if (!t.index_rebuild_error.empty())
+      line("index rebuild failed", fmt::format("table {}, {}", t.name.Display(), t.index_rebuild_error));
   out << "\n";
   PrintTables(r.tables, out);
 }

@@ -27,6 +27,7 @@
 #include "admin/admin.h"
 #include "admin/admin_util.h"
 #include "catalog/catalog.h"
+#include "catalog/privileges.h"
 #include "catalog/publications.h"
 #include "schema/table_create.h"
 #include "schema/table_diff.h"
@@ -245,6 +246,7 @@ struct AddPlan {
   bool in_publication;
   bool in_state;
   bool insert_only;
+  catalog::PublishShape shape;  // its row filter and column list as the provider prints them
   bool done() const { return in_publication && in_state; }
 };
 
@@ -255,7 +257,6 @@ struct PublishSpec {
   bool ops_given = false;
   std::string where;
   std::vector<std::string> columns;
-  std::string columns_text;  // as given, for lorry.tables
   std::string publication;   // the one the tables go to
 
   bool filtered() const { return !where.empty() || !columns.empty(); }
@@ -280,7 +281,6 @@ Result<PublishSpec> SpecFrom(const AddOptions& options, const SubscriptionNames&
   if (!options.columns.empty()) {
     LORRY_RETURN_IF_ERROR(catalog::RequireRowFilterSupport(provider_version, "--columns"));
     LORRY_ASSIGN_OR_RETURN(spec.columns, catalog::ParseColumnList(options.columns));
-    spec.columns_text = options.columns;
   }
   spec.publication = catalog::PublicationFor(names, spec.ops, options.insert_only);
   return spec;
@@ -339,20 +339,51 @@ void CheckColumns(const catalog::TableInfo& t, const PublishSpec& spec, std::vec
 }
 
 // Checks every candidate against what is already replicated and against the
-// subscriber's table; fills `problems` (refusals) and `notes` (worth saying).
-Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<Candidate>& candidates,
+// subscriber's table, and its row filter and column list on the provider;
+// fills `problems` (refusals) and `notes` (worth saying). Changes nothing.
+Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& provider, pg::PgConn& subscriber, const SubscriptionNames& names,
+                                     const std::vector<Candidate>& candidates,
                                      const std::vector<PublicationMember>& members,
                                      const std::vector<TableState>& states,
                                      const std::map<pg::QualifiedName, StoredSpec>& stored, bool insert_only,
                                      const PublishSpec& spec, std::vector<std::string>* problems,
                                      std::vector<std::string>* notes, std::vector<pg::QualifiedName>* to_create) {
   std::vector<AddPlan> plans;
-  StoredSpec wanted{spec.where, spec.columns_text, spec.ops_text()};
   for (const auto& c : candidates) {
     const auto& t = c.info;
     auto member = std::find_if(members.begin(), members.end(), [&](auto& m) { return m.table == t.name; });
     auto state = std::find_if(states.begin(), states.end(), [&](auto& s) { return s.name == t.name; });
     bool in_publication = member != members.end(), in_state = state != states.end();
+    if (!(in_publication && in_state)) {
+      // Everything `add`, `run` and the copy's index rebuild need, before
+      // anything changes (catalog/privileges.h).
+      size_t before = problems->size();
+      LORRY_ASSIGN_OR_RETURN(auto on_provider, catalog::ProviderTablePrivileges(provider, t.name));
+      if (!on_provider.empty()) problems->push_back(on_provider.Describe("provider", t.name));
+      bool updates = !insert_only && spec.ops.update, deletes = !insert_only && spec.ops.del;
+      auto on_subscriber = catalog::SubscriberTablePrivileges(subscriber, t.name, updates, deletes);
+      if (on_subscriber.ok() && !on_subscriber->empty())
+        problems->push_back(on_subscriber->Describe("subscriber", t.name));
+      else if (!on_subscriber.ok() && on_subscriber.status().kind() != Status::Kind::kPrecondition)
+        return on_subscriber.status();  // a table missing there is said below
+      if (problems->size() > before) continue;
+    }
+    catalog::PublishShape shape;
+    if (spec.filtered()) {
+      std::vector<std::string> column_problems;
+      CheckColumns(t, spec, &column_problems);
+      problems->insert(problems->end(), column_problems.begin(), column_problems.end());
+      if (!column_problems.empty()) continue;
+      auto checked = catalog::CheckPublishShape(provider, names.publication + "_check", t.name, t.relkind == 'p',
+                                                spec.where, spec.columns);
+      if (!checked.ok() && checked.status().kind() == Status::Kind::kUsage) {
+        problems->push_back(checked.status().message());
+        continue;
+      }
+      LORRY_RETURN_IF_ERROR(checked.status());
+      shape = *checked;
+    }
+    StoredSpec wanted{shape.where, shape.columns, spec.ops_text()};
     bool was_insert_only = in_state ? state->insert_only : in_publication && member->insert_only;
     bool same_publication = !in_publication || member->publication == spec.publication;
     auto old = stored.find(t.name);
@@ -360,7 +391,7 @@ Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<C
     // A table --all finds again is fine whatever its mode; one named again
     // with another mode, filter, columns or ops is not.
     if (in_publication && in_state && (!c.named || (was_insert_only == insert_only && same_publication && same_spec))) {
-      plans.push_back({&t, true, true, was_insert_only});
+      plans.push_back({&t, true, true, was_insert_only, shape});
       continue;
     }
     if ((in_publication || in_state) && (was_insert_only != insert_only || !same_publication || !same_spec)) {
@@ -372,7 +403,6 @@ Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<C
       continue;
     }
     if (spec.ops.needs_identity() && !t.HasUsableIdentity()) problems->push_back(NoIdentityProblem(t));
-    CheckColumns(t, spec, problems);
     LORRY_ASSIGN_OR_RETURN(auto sub, catalog::LookupTable(subscriber, t.name));
     if (!sub && to_create != nullptr) {
       to_create->push_back(t.name);
@@ -383,7 +413,7 @@ Result<std::vector<AddPlan>> PlanAdd(pg::PgConn& subscriber, const std::vector<C
     } else {
       CompareColumns(Projected(t, spec.columns), *sub, problems, notes);
     }
-    plans.push_back({&t, in_publication, in_state, insert_only});
+    plans.push_back({&t, in_publication, in_state, insert_only, shape});
   }
   return plans;
 }
@@ -414,8 +444,12 @@ Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const Subscription
                 const std::vector<AddPlan>& plans, bool insert_only, bool truncate, const PublishSpec& spec) {
   const std::string& publication = spec.publication;
   std::vector<const catalog::TableInfo*> to_publish;
+  std::vector<const AddPlan*> to_publish_plans;
   for (const auto& p : plans)
-    if (!p.in_publication) to_publish.push_back(p.table);
+    if (!p.in_publication) {
+      to_publish.push_back(p.table);
+      to_publish_plans.push_back(&p);
+    }
   if (!to_publish.empty()) {
     LORRY_RETURN_IF_ERROR(InTransaction(provider, [&]() -> Status {
       LORRY_ASSIGN_OR_RETURN(bool exists, PublicationExists(provider, publication));
@@ -434,14 +468,15 @@ Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const Subscription
             .status()
             .WithContext("adding tables to publication " + publication);
       std::vector<std::string> problems;
-      for (const auto* t : to_publish) {
-        std::string columns;
-        for (const auto& c : spec.columns) columns += (columns.empty() ? "" : ", ") + pg::QuoteIdent(c);
+      for (const auto* plan : to_publish_plans) {
+        const catalog::TableInfo* t = plan->table;
+        // The filter and columns as the provider printed them when it
+        // checked them (PlanAdd): one expression, quoted names.
         std::string sql = fmt::format("ALTER PUBLICATION {} ADD TABLE {}{}{}{}", pg::QuoteIdent(publication),
                                       t->relkind == 'p' ? "" : "ONLY ", t->name.Quoted(),
-                                      columns.empty() ? "" : " (" + columns + ")",
-                                      spec.where.empty() ? "" : " WHERE (" + spec.where + ")");
-        LORRY_RETURN_IF_ERROR(provider.Exec(sql).status().WithContext(
+                                      plan->shape.columns.empty() ? "" : " (" + plan->shape.columns + ")",
+                                      plan->shape.where.empty() ? "" : " WHERE (" + plan->shape.where + ")");
+        LORRY_RETURN_IF_ERROR(provider.ExecParams(sql, {}).status().WithContext(
             fmt::format("adding table {} to publication {} (nothing was added)", t->name.Display(), publication)));
         if (spec.where.empty() || !spec.ops.needs_identity() || t->replica_identity == 'f') continue;
         // PostgreSQL checks this only when an UPDATE or DELETE runs.
@@ -474,8 +509,8 @@ Status ApplyAdd(pg::PgConn& provider, pg::PgConn& subscriber, const Subscription
       LORRY_RETURN_IF_ERROR(subscriber
                                 .ExecParams("UPDATE lorry.tables SET row_filter = $4, column_list = $5, ops = $6 "
                                             "WHERE subscription = $1 AND nspname = $2 AND relname = $3",
-                                            {names.name, p.table->name.schema, p.table->name.name, opt(spec.where),
-                                             opt(spec.columns_text), opt(spec.ops_text())})
+                                            {names.name, p.table->name.schema, p.table->name.name,
+                                             opt(p.shape.where), opt(p.shape.columns), opt(spec.ops_text())})
                                 .status());
     }
     return Status::Ok();
@@ -591,7 +626,8 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
   LORRY_ASSIGN_OR_RETURN(auto states, StateStore(&subscriber, names.name).ListTables());
   std::vector<pg::QualifiedName> to_create;
   LORRY_ASSIGN_OR_RETURN(auto stored, LoadStoredSpecs(subscriber, names.name));
-  LORRY_ASSIGN_OR_RETURN(auto plans, PlanAdd(subscriber, candidates, members, states, stored, options.insert_only,
+  LORRY_ASSIGN_OR_RETURN(auto plans, PlanAdd(provider, subscriber, names, candidates, members, states, stored,
+                                             options.insert_only,
                                              spec, &problems, &notes, options.create ? &to_create : nullptr));
   std::vector<pg::QualifiedName> free_sequences, sequences_to_create;
   if (options.all) {
@@ -627,8 +663,8 @@ Status Add(const Config& config, const AddOptions& options, std::ostream& out) {
     std::string what = p.insert_only ? "insert-only: INSERT and TRUNCATE"
                        : spec.ops_given ? "operations: " + spec.ops.PublishList()
                                         : "all operations";
-    if (!spec.where.empty()) what += ", rows where " + spec.where;
-    if (!spec.columns.empty()) what += ", columns " + spec.columns_text;
+    if (!p.shape.where.empty()) what += ", rows where " + p.shape.where;
+    if (!p.shape.columns.empty()) what += ", columns " + p.shape.columns;
     out << fmt::format("added {} ({}{})", p.table->name.Display(), what, rows) << "\n";
   }
   LORRY_RETURN_IF_ERROR(RecordSequences(subscriber, names.name, free_sequences, out));

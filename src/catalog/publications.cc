@@ -145,6 +145,63 @@ std::vector<int> VarAttnos(std::string_view node_tree) {
   return out;
 }
 
+namespace {
+Status FilterRefused(const pg::QualifiedName& table, std::string_view where, const std::string& why) {
+  return Status::Usage(fmt::format("--where {} for table {} is not one boolean SQL expression on the table's columns "
+                                   "that a publication accepts: {}. Nothing was changed; give e.g. --where \"id > "
+                                   "1000\" (immutable built-in operators and functions on its columns only)",
+                                   pg::QuoteLiteral(where), table.Display(), why));
+}
+}  // namespace
+
+Result<PublishShape> CheckPublishShape(pg::PgConn& provider, const std::string& probe, const pg::QualifiedName& table,
+                                       bool partitioned, std::string_view where,
+                                       const std::vector<std::string>& columns) {
+  std::string column_sql;
+  for (const auto& c : columns) column_sql += (column_sql.empty() ? "" : ", ") + pg::QuoteIdent(c);
+  // The filter on lines of its own: a "--" comment in it ends with its line.
+  std::string filter = where.empty() ? "" : fmt::format("(\n{}\n)", where);
+  if (!where.empty()) {
+    // Parsed and analysed by the server as one expression, never run: a
+    // text that closes the parenthesis to add a clause, or a second
+    // statement, fails here.
+    Status one = provider.Prepare("", fmt::format("SELECT {}::boolean FROM ONLY {}", filter, table.Quoted()), 0);
+    if (!one.ok()) return FilterRefused(table, where, one.message());
+  }
+  LORRY_RETURN_IF_ERROR(provider.Exec("BEGIN").status());
+  auto tried = [&]() -> Result<PublishShape> {
+    // The publication's own rules (immutable built-ins, no subqueries,
+    // system or generated columns...), applied by CREATE PUBLICATION.
+    Status created = provider
+                         .ExecParams(fmt::format("CREATE PUBLICATION {} FOR TABLE {}{}{}{}", pg::QuoteIdent(probe),
+                                                 partitioned ? "" : "ONLY ", table.Quoted(),
+                                                 column_sql.empty() ? "" : " (" + column_sql + ")",
+                                                 filter.empty() ? "" : " WHERE " + filter),
+                                     {})
+                         .status();
+    if (!created.ok() && created.kind() == Status::Kind::kConnection) return created;
+    if (!created.ok()) {
+      if (where.empty()) return Status::Usage(fmt::format("--columns for table {}: {}", table.Display(), created.message()));
+      return FilterRefused(table, where, created.message());
+    }
+    LORRY_ASSIGN_OR_RETURN(
+        auto r, provider.ExecParams(
+                    "SELECT pr.prrelid = $2::regclass, pg_get_expr(pr.prqual, pr.prrelid), "
+                    "  (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a "
+                    "   WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs)), "
+                    "  (SELECT count(*) FROM pg_publication_namespace pn WHERE pn.pnpubid = p.oid) "
+                    "FROM pg_publication p LEFT JOIN pg_publication_rel pr ON pr.prpubid = p.oid WHERE p.pubname = $1",
+                    {probe, table.Quoted()}));
+    if (r.rows() != 1 || r.IsNull(0, 0) || !r.GetBool(0, 0) || r.GetInt(0, 3) != 0)
+      return FilterRefused(table, where, "it names more than the one table");
+    return PublishShape{r.IsNull(0, 1) ? "" : std::string(r.Get(0, 1)), r.IsNull(0, 2) ? "" : std::string(r.Get(0, 2))};
+  }();
+  Status rolled_back = provider.Exec("ROLLBACK").status();
+  if (!tried.ok()) return tried.status();
+  LORRY_RETURN_IF_ERROR(rolled_back);
+  return tried;
+}
+
 Result<std::vector<std::string>> ParseColumnList(std::string_view text) {
   std::vector<std::string> out;
   std::string current;

@@ -77,6 +77,25 @@ Status RequireRowFilterSupport(int provider_version_num, std::string_view option
 // prqual as text, nodeToString form) refers to: ":varattno N" of its VARs.
 std::vector<int> VarAttnos(std::string_view node_tree);
 
+// A table's row filter and column list as the provider itself reads them.
+struct PublishShape {
+  std::string where;    // pg_get_expr of the filter ("(id > 0)"), or empty
+  std::string columns;  // "id, a, \"B c\"" in the table's column order, or empty
+  bool operator==(const PublishShape&) const = default;
+};
+
+// Checks a row filter (SQL text as the user gave it) and a column list for
+// `table` with the provider's own parser and publication rules, and returns
+// them as the server prints them. Changes nothing: the filter is prepared
+// (never run) as one expression of a SELECT, then tried in a publication
+// named `probe` created and rolled back in one transaction; extended-protocol
+// statements cannot carry a second command, and the probe must hold exactly
+// this table. A refusal is kUsage naming the table and the server's reason.
+// REQUIRES: `provider` is not in a transaction; PostgreSQL 15+.
+Result<PublishShape> CheckPublishShape(pg::PgConn& provider, const std::string& probe, const pg::QualifiedName& table,
+                                       bool partitioned, std::string_view where,
+                                       const std::vector<std::string>& columns);
+
 // Splits "a, b,\"C d\"" into column names (SQL identifier syntax: unquoted
 // names are folded to lower case).
 Result<std::vector<std::string>> ParseColumnList(std::string_view text);

@@ -14,10 +14,11 @@ Result<Config> ResolveConfig(const GlobalOptions& g) {
   bool named = !g.config_path.empty() || std::getenv("LORRY_CONFIG") != nullptr;
   if (named || std::filesystem::exists(path)) {
     LORRY_ASSIGN_OR_RETURN(config, LoadConfigFile(path));
+    for (const auto& w : config.warnings) spdlog::warn("{}", w);
   }
   if (!g.provider.empty()) config.provider = g.provider;
   if (!g.subscriber.empty()) config.subscriber = g.subscriber;
-  if (!g.name.empty()) config.name = g.name;
+  if (g.name) config.name = *g.name;  // given empty: refused below, never "main"
   if (!g.log_level.empty()) config.log_level = g.log_level;
   if (!g.log_format.empty()) config.log_format = g.log_format;
   LORRY_RETURN_IF_ERROR(ValidateConfig(config));
@@ -52,7 +53,10 @@ void BuildApp(CLI::App& app, GlobalOptions& g, Action& action) {
   opts->add_option("--provider", g.provider, "provider connection string (libpq key=value or URI)")
       ->envname("LORRY_PROVIDER");
   opts->add_option("--subscriber", g.subscriber, "subscriber connection string")->envname("LORRY_SUBSCRIBER");
-  opts->add_option("--name", g.name, "subscription name (default main)")->envname("LORRY_NAME");
+  // Kept as given, also when empty: `--name ""` is refused, not taken for main.
+  opts->add_option_function<std::string>(
+          "--name", [&g](const std::string& v) { g.name = v; }, "subscription name (default main)")
+      ->envname("LORRY_NAME");
   opts->add_option("--log-level", g.log_level, "trace, debug, info, warn or error");
   opts->add_option("--log-format", g.log_format, "text (key=value lines) or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}));

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -18,7 +19,7 @@ struct GlobalOptions {
   std::string config_path;
   std::string provider;
   std::string subscriber;
-  std::string name;
+  std::optional<std::string> name;
   std::string log_level;
   std::string log_format;
   bool json = false;

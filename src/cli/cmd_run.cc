@@ -35,7 +35,8 @@ void Handle(int signal, void (*handler)(int), int flags) {
 void RegisterRun(CLI::App& app, GlobalOptions& g, Action& action) {
   auto* cmd = app.add_subcommand("run", "the replication daemon: copy, catch up, stream");
   auto opts = std::make_shared<daemon::ServeOptions>();
-  cmd->add_option("--jobs,-j", opts->run.jobs, "parallel copy connections (default: config copy.jobs)");
+  cmd->add_option("--jobs,-j", opts->run.jobs, "parallel copy connections, 1..64 (default: config copy.jobs)")
+      ->check(CLI::Range(1, 64));
   auto timeouts = std::make_shared<std::pair<double, double>>(0, 0);
   cmd->add_option("--takeover-timeout", timeouts->first,
                   "seconds before a standby takes over from a silent active run (default: config run.takeover_timeout)");

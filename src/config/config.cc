@@ -5,6 +5,8 @@
 // never disagree. toml++ exceptions stay inside ParseConfig.
 #include "config/config.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -219,8 +221,12 @@ class Parser {
         LORRY_ASSIGN_OR_RETURN(run->takeover_timeout, ReadSeconds(v, kTakeoverTimeout));
       } else if (key == "network_timeout") {
         LORRY_ASSIGN_OR_RETURN(run->network_timeout, ReadSeconds(v, kNetworkTimeout));
+      } else if (key == "spool_dir") {
+        LORRY_ASSIGN_OR_RETURN(run->spool_dir, ReadString(v, "run.spool_dir"));
+      } else if (key == "spool_max_size") {
+        LORRY_ASSIGN_OR_RETURN(run->spool_max_size, ReadSize(v, "run.spool_max_size"));
       } else {
-        return Unknown(key, "run", k.source(), v, "takeover_timeout, network_timeout");
+        return Unknown(key, "run", k.source(), v, "takeover_timeout, network_timeout, spool_dir, spool_max_size");
       }
     }
     return Status::Ok();
@@ -316,7 +322,15 @@ Result<Config> LoadConfigFile(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return Status::Usage(fmt::format("cannot read config file {}: {}", path, std::strerror(errno)));
-  return ParseConfig(text.str(), path);
+  LORRY_ASSIGN_OR_RETURN(auto config, ParseConfig(text.str(), path));
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0 &&
+      (pg::ConninfoHasPassword(config.provider) || pg::ConninfoHasPassword(config.subscriber)))
+    config.warnings.push_back(fmt::format(
+        "config file {} holds a password and other users may read it (mode {:o}): chmod 600 {}, or keep the "
+        "password in ~/.pgpass, a service file (pg_service.conf) or PGPASSWORD instead",
+        path, st.st_mode & 0777, path));
+  return config;
 }
 
 Status ValidateConfig(const Config& c) {
@@ -340,6 +354,7 @@ Status ValidateConfig(const Config& c) {
   LORRY_RETURN_IF_ERROR(CheckInt(kStatementCacheSize, c.apply.statement_cache_size));
   LORRY_RETURN_IF_ERROR(CheckSeconds(kTakeoverTimeout, c.run.takeover_timeout));
   LORRY_RETURN_IF_ERROR(CheckSeconds(kNetworkTimeout, c.run.network_timeout));
+  if (c.run.spool_max_size < 1) return Status::Usage("run.spool_max_size: expected a size of at least 1 byte");
   LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.provider, "provider"));
   LORRY_RETURN_IF_ERROR(pg::ValidateConninfo(c.subscriber, "subscriber"));
   return Status::Ok();

@@ -23,6 +23,8 @@
 //   [run]
 //   takeover_timeout = 10
 //   network_timeout = 30
+//   spool_dir = "/var/lib/lorry/spool"
+//   spool_max_size = "10GB"
 //   [metrics]
 //   addr = "127.0.0.1:7187"
 //   basic_auth_user = "prometheus"           # optional, with the file below
@@ -33,6 +35,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -60,6 +63,12 @@ struct RunConfig {                  // [run]
   // Seconds without any answer from a server (replication stream, lease
   // renewal) before its connection counts as dead and is made again: 1..3600.
   double network_timeout = 30;
+  // Where large in-progress transactions are spooled until their commit
+  // (a private directory per process is made in it); empty: $TMPDIR or /tmp.
+  std::string spool_dir;
+  // Bytes the spool may hold; beyond it (or when its disk is full) such
+  // transactions are asked for again after their commit. Written as bytes or "10GB".
+  int64_t spool_max_size = 10LL << 30;
 };
 
 struct MetricsConfig {  // [metrics]
@@ -83,6 +92,7 @@ struct Config {
   RunConfig run;
   MetricsConfig metrics;
   std::string source;  // where it came from (a file path), for messages; empty if built in code
+  std::vector<std::string> warnings;  // worth telling, not errors (a file others may read holds a password)
 };
 
 // Parses TOML text; `source_name` (usually the file path) is used in errors
@@ -90,6 +100,8 @@ struct Config {
 Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name);
 
 // Reads and parses a file. A missing or unreadable file is kUsage naming it.
+// A file that group or other users may read and that holds a password (in
+// a connection string) adds a warning.
 Result<Config> LoadConfigFile(const std::string& path);
 
 // Checks every value's range and syntax, and that both conninfos parse.

@@ -396,5 +396,18 @@ TEST(ConfigRunSection, TimeoutsInSeconds) {
   EXPECT_TRUE(Contains(m, "unknown key \"run.takeover\"")) << m;
 }
 
+TEST(ConfigRunSection, SpoolDirectoryAndLimit) {
+  auto c = ParseConfig("[run]\nspool_dir = \"/var/lib/lorry/spool\"\nspool_max_size = \"64MB\"\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->run.spool_dir, "/var/lib/lorry/spool");
+  EXPECT_EQ(c->run.spool_max_size, 64LL << 20);
+  auto d = ParseConfig("", "t.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->run.spool_dir, "");
+  EXPECT_EQ(d->run.spool_max_size, 10LL << 30);
+  std::string m = ParseError("[run]\nspool_max_size = \"lots\"\n");
+  EXPECT_TRUE(Contains(m, "run.spool_max_size: expected a size in bytes")) << m;
+}
+
 }  // namespace
 }  // namespace lorry

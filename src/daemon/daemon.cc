@@ -15,6 +15,7 @@
 
 #include "apply/applier.h"
 #include "catalog/publications.h"
+#include "catalog/server_identity.h"
 #include "common/log.h"
 #include "daemon/publication_gate.h"
 #include "daemon/run_lease.h"
@@ -85,9 +86,11 @@ class Session {
  public:
   // `lease` is held when the session starts; its abort flag is `stop_`.
   // `gate` and `restart_from` carry over from the session before (see
-  // daemon/publication_gate.h).
+  // daemon/publication_gate.h). A stream starting before
+  // `whole_transactions_until` asks for no in-progress transactions (the
+  // spool was full there).
   Session(const Config& config, const RunOptions& options, RunLease* lease, apply::ApplyStats* stats,
-          Lsn careful_until, PublicationGate* gate, Lsn restart_from)
+          Lsn careful_until, PublicationGate* gate, Lsn restart_from, Lsn whole_transactions_until)
       : config_(config),
         options_(options),
         stop_(lease->abort_flag()),
@@ -96,7 +99,8 @@ class Session {
         stats_(stats),
         careful_until_(careful_until),
         gate_(gate),
-        restart_from_(restart_from) {}
+        restart_from_(restart_from),
+        whole_transactions_until_(whole_transactions_until) {}
   ~Session() { lease_->ForgetSessions(); }  // before the connections close
 
   Status Run() {
@@ -114,6 +118,8 @@ class Session {
   // failure that recurs at every attempt must back off).
   bool made_progress() const { return applier_ && applier_->last_group_end().valid(); }
   bool apply_failed() const { return apply_failed_; }
+  // The stream ended because the spool of in-progress transactions was full.
+  bool spool_full() const { return spool_full_; }
   // The stream position when this session stopped (what was received).
   Lsn received() const { return received_; }
   // Where the next stream starts, when this one ended at a publication's
@@ -197,6 +203,11 @@ class Session {
   Status ConnectProvider() {
     LORRY_ASSIGN_OR_RETURN(provider_, pg::PgConn::Connect(config_.provider, {{}, "provider"}));
     proto_version_ = ProtocolVersionFor(provider_.server_version());
+    // `lorry init` refuses it; a configuration changed since must not
+    // make a table the source and target of its own copy.
+    LORRY_ASSIGN_OR_RETURN(auto provider_id, catalog::IdentifyServer(provider_));
+    LORRY_ASSIGN_OR_RETURN(auto subscriber_id, catalog::IdentifyServer(control_));
+    LORRY_RETURN_IF_ERROR(catalog::RequireDistinctDatabases(provider_id, subscriber_id));
     return Status::Ok();
   }
 
@@ -672,7 +683,18 @@ class Session {
     if (!gate_->waiting().empty())
       spdlog::info("sub={} publications {} were created after position {}: the stream asks for them from {}",
                    config_.name, fmt::join(gate_->waiting(), ", "), start.ToString(), GateText());
-    std::string options = StreamOptions(proto_version_, stream_publications_);
+    // In-progress transactions are spooled to files until their commit;
+    // after the spool filled up, the provider keeps them until then instead.
+    bool in_progress = proto_version_ >= 2 && start >= whole_transactions_until_;
+    if (in_progress) {
+      LORRY_ASSIGN_OR_RETURN(spool_, replication::StreamSpool::Create({config_.run.spool_dir,
+                                                                       config_.run.spool_max_size}));
+    } else if (proto_version_ >= 2) {
+      spdlog::info("sub={} large transactions are asked for once committed, not while in progress, from {} to {} "
+                   "at least (the spool was full)",
+                   config_.name, start.ToString(), whole_transactions_until_.ToString());
+    }
+    std::string options = StreamOptions(proto_version_, stream_publications_, in_progress);
     Status started = repl_.StartReplication(names_.slot, start, options);
     if (!started.ok() && EndStaleWalsender(started)) started = repl_.StartReplication(names_.slot, start, options);
     if (Status st = started; !st.ok()) {
@@ -854,7 +876,7 @@ class Session {
   // ordinary transaction, only at STREAM COMMIT.
   Status OnStreamed(const protocol::PgOutputDecoder& decoder, const protocol::PgOutputMessage& msg,
                     std::string_view raw) {
-    if (!spool_) spool_ = std::make_unique<replication::StreamSpool>();
+    if (!spool_) return Status::Protocol("the provider streamed an in-progress transaction lorry did not ask for");
     if (auto* start = std::get_if<protocol::StreamStartMsg>(&msg)) {
       if (start->first_segment) return spool_->Abort(start->xid, start->xid);  // begins afresh
       return Status::Ok();
@@ -903,6 +925,12 @@ class Session {
     bool streamed = decoder.in_stream() || IsStreamControl(msg);
     if (observer_ && !streamed) observer_->OnMessage(msg);
     Status s = streamed ? OnStreamed(decoder, msg, raw) : applier_->Handle(msg);
+    if (!s.ok() && spool_ && spool_->full()) {
+      // Not the data's fault: the stream starts again without spooling.
+      applier_->Rollback();
+      spool_full_ = true;
+      return s;
+    }
     if (!s.ok()) {
       // A change that cannot be applied (a missing column, a
       // constraint) stops applying but not the daemon: the cause can
@@ -990,7 +1018,7 @@ class Session {
   pg::ReplicationConn repl_;
   std::unique_ptr<StateStore> state_;
   std::unique_ptr<apply::Applier> applier_;
-  std::unique_ptr<replication::StreamSpool> spool_;  // created at the first streamed transaction
+  std::unique_ptr<replication::StreamSpool> spool_;  // when the stream asks for in-progress transactions
   apply::Applier::GroupLimits group_limits_;
   std::unique_ptr<metrics::StreamObserver> observer_;  // set when options_.metrics is
   std::unique_ptr<CompareHold> hold_;  // lorry compare's hold (state/compare_hold.h)
@@ -1021,9 +1049,11 @@ class Session {
   std::set<pg::QualifiedName> waiting_tables_;  // announced as waiting for their publication
   PublicationGate* gate_;
   Lsn restart_from_;
+  Lsn whole_transactions_until_;
   int table_syncs_ = 0;
   bool apply_failed_ = false;
   bool reached_until_ = false;
+  bool spool_full_ = false;
   // Last: stopped (and joined) before the connections above go.
   std::unique_ptr<sync::TableSync> table_sync_;
 };
@@ -1041,6 +1071,37 @@ std::optional<Lsn> FailedTransactionLsn(const std::string& message) {
 bool Retryable(const Status& s) {
   return s.kind() == Status::Kind::kConnection || s.kind() == Status::Kind::kServer;
 }
+
+// Once a stop is requested, cancels what the process's connections are
+// running, at once and then every second until the run is over: a wait on a
+// lock, a COPY or an index build ends within seconds (the stop flag is only
+// seen between statements). What a cancelled statement did is rolled back;
+// the origin moves only with committed data, so nothing is lost.
+class StopCanceller {
+ public:
+  explicit StopCanceller(const std::atomic<bool>& stop) : stop_(stop), thread_([this] { Loop(); }) {}
+  ~StopCanceller() {
+    done_ = true;
+    thread_.join();
+  }
+  StopCanceller(const StopCanceller&) = delete;
+  StopCanceller& operator=(const StopCanceller&) = delete;
+
+ private:
+  void Loop() {
+    Clock::time_point next;
+    while (!done_.load()) {
+      if (stop_.load() && Clock::now() >= next) {
+        pg::CancelRunningQueries();
+        next = Clock::now() + std::chrono::seconds(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  const std::atomic<bool>& stop_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
 
 // Sleeps up to `d`, waking early on stop.
 void SleepUnlessStopped(std::chrono::milliseconds d, const std::atomic<bool>& stop) {
@@ -1069,11 +1130,13 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
   };
   lease_options.on_retry = [phase](const std::string& error) { phase(RunPhase::kRetrying, error); };
   RunLease lease(lease_options, stop);
+  StopCanceller canceller(stop);
   // After an apply error, what was received is applied again one row and
   // one transaction at a time: the error then names its own transaction.
   Lsn careful_until;
   PublicationGate gate(SubscriptionNames::For(config.name));
   Lsn restart_from;
+  Lsn whole_transactions_until;  // the spool was full up to there (see Session)
   while (!stop.load()) {
     phase(RunPhase::kStarting, "taking the run lease");
     // A standby until this run holds the lease (at once when nobody does).
@@ -1082,7 +1145,7 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
       spdlog::error("sub={} stopping: {}", config.name, held.message());
       return held;
     }
-    Session session(config, options, &lease, &stats, careful_until, &gate, restart_from);
+    Session session(config, options, &lease, &stats, careful_until, &gate, restart_from, whole_transactions_until);
     Status s = session.Run();
     // Valid only after a clean end (the last heartbeat flushed what it applied).
     restart_from = s.ok() ? session.restart_from() : Lsn();
@@ -1094,6 +1157,14 @@ Status Run(const Config& config, const RunOptions& options, const std::atomic<bo
       continue;
     }
     if (s.ok()) continue;
+    if (session.spool_full()) {
+      // Nothing lost: the origin has not moved past the transaction, which
+      // the provider sends again, after its commit, to the next stream.
+      whole_transactions_until = std::max(whole_transactions_until, session.received());
+      spdlog::warn("sub={} {}; streaming again, with large transactions sent once committed up to {} at least",
+                   config.name, s.message(), whole_transactions_until.ToString());
+      continue;
+    }
     if (session.apply_failed())
       if (auto lsn = FailedTransactionLsn(s.message()))
         s = s.WithMessage(fmt::format("{}; to skip this provider transaction (all its changes): lorry skip --lsn {}",

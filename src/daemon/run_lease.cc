@@ -142,7 +142,8 @@ Status RunLease::Connect() {
   int connect_timeout = std::max(2, static_cast<int>(std::ceil(std::min(options_.network_timeout_s,
                                                                         options_.takeover_timeout_s / 2))));
   pg::ConnectOptions o{{{"application_name", "lorry_lease"}, {"connect_timeout", std::to_string(connect_timeout)}},
-                       "subscriber"};
+                       "subscriber",
+                       /*keep_running_on_stop=*/true};  // releases the lease when the run stops
   LORRY_ASSIGN_OR_RETURN(auto c, pg::PgConn::Connect(options_.conninfo, o));
   StateStore store(&c, options_.subscription);
   LORRY_ASSIGN_OR_RETURN(bool installed, store.IsInstalled());

@@ -4,9 +4,10 @@
 #include <poll.h>
 
 #include <cerrno>
-
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -39,7 +40,21 @@ std::string MakeLabel(PGconn* conn, const std::string& role) {
   return out;
 }
 
+// The cancel handles of open connections: PQcancel may be called from any
+// thread, and the mutex keeps a handle from being freed while it is used.
+std::mutex g_cancel_mu;
+std::set<PGcancel*>& CancelHandles() {
+  static std::set<PGcancel*> handles;
+  return handles;
+}
+
 }  // namespace
+
+void CancelRunningQueries() {
+  std::lock_guard<std::mutex> l(g_cancel_mu);
+  char error[256];
+  for (PGcancel* c : CancelHandles()) PQcancel(c, error, sizeof error);
+}
 
 PgResult& PgResult::operator=(PgResult&& o) noexcept {
   if (this != &o) {
@@ -72,20 +87,36 @@ int64_t PgResult::AffectedRows() const {
   return *n ? std::strtoll(n, nullptr, 10) : 0;
 }
 
-PgConn::PgConn(PgConn&& o) noexcept : conn_(o.conn_), label_(std::move(o.label_)) { o.conn_ = nullptr; }
+PgConn::PgConn(PgConn&& o) noexcept
+    : conn_(o.conn_), cancel_(o.cancel_), label_(std::move(o.label_)), last_sqlstate_(std::move(o.last_sqlstate_)) {
+  o.conn_ = nullptr;
+  o.cancel_ = nullptr;
+}
 
 PgConn& PgConn::operator=(PgConn&& o) noexcept {
   if (this != &o) {
-    if (conn_) PQfinish(conn_);
+    Close();
     conn_ = o.conn_;
+    cancel_ = o.cancel_;
     label_ = std::move(o.label_);
+    last_sqlstate_ = std::move(o.last_sqlstate_);
     o.conn_ = nullptr;
+    o.cancel_ = nullptr;
   }
   return *this;
 }
 
-PgConn::~PgConn() {
+PgConn::~PgConn() { Close(); }
+
+void PgConn::Close() {
+  if (cancel_) {
+    std::lock_guard<std::mutex> l(g_cancel_mu);
+    CancelHandles().erase(cancel_);
+    PQfreeCancel(cancel_);
+    cancel_ = nullptr;
+  }
   if (conn_) PQfinish(conn_);
+  conn_ = nullptr;
 }
 
 const char* const kServerKeepaliveSql =
@@ -159,6 +190,11 @@ Result<PgConn> PgConn::Connect(const std::string& conninfo, const ConnectOptions
   PgConn c;
   c.conn_ = conn;
   c.label_ = MakeLabel(conn, options.role);
+  if (!options.keep_running_on_stop) {
+    c.cancel_ = PQgetCancel(conn);
+    std::lock_guard<std::mutex> l(g_cancel_mu);
+    if (c.cancel_) CancelHandles().insert(c.cancel_);
+  }
   return c;
 }
 

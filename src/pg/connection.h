@@ -17,6 +17,7 @@
 
 struct pg_conn;
 struct pg_result;
+struct pg_cancel;
 
 namespace lorry::pg {
 
@@ -86,7 +87,16 @@ struct ConnectOptions {
   std::vector<std::pair<std::string, std::string>> overrides;
   // Short human name used in errors and logs ("provider", "subscriber").
   std::string role = "server";
+  // Left out of CancelRunningQueries(): for a session that must still work
+  // while the process stops (releasing the run lease).
+  bool keep_running_on_stop = false;
 };
+
+// Asks the server of every open connection (but those made with
+// keep_running_on_stop) to cancel the statement it runs, if any: how a stop
+// request (SIGTERM) ends waits no flag can reach, on a lock, a COPY or an
+// index build. A connection that is idle is not affected. Thread-safe.
+void CancelRunningQueries();
 
 class PgConn {
  public:
@@ -103,6 +113,8 @@ class PgConn {
   bool connected() const { return conn_ != nullptr; }
   // Like "provider (host=127.0.0.1 port=5432 dbname=app user=lorry)": never a password.
   const std::string& label() const { return label_; }
+  // The SQLSTATE of the last statement that failed on this connection ("" if none).
+  const std::string& last_sqlstate() const { return last_sqlstate_; }
   int server_version() const;  // e.g. 150004
   int backend_pid() const;     // the server process of this session (pg_backend_pid())
   int socket() const;          // the connection's socket, -1 when not connected
@@ -151,7 +163,9 @@ class PgConn {
   pg_conn* raw() const { return conn_; }
 
  private:
+  void Close();
   pg_conn* conn_ = nullptr;
+  pg_cancel* cancel_ = nullptr;  // registered for CancelRunningQueries(), or null
   std::string label_;
   mutable std::string last_sqlstate_;
 };

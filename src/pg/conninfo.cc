@@ -227,6 +227,15 @@ std::string RedactConninfo(std::string_view conninfo) {
 
 std::string RedactSecrets(std::string_view text) { return RedactPasswordValues(RedactUriUserInfo(text)); }
 
+bool ConninfoHasPassword(std::string_view conninfo) {
+  std::string error;
+  OptionsPtr opts = Parse(conninfo, &error);
+  if (!opts) return RedactSecrets(conninfo) != conninfo;  // unparsable: as much as the scanner sees
+  for (const PQconninfoOption* o = opts.get(); o->keyword; ++o)
+    if (std::string_view(o->keyword) == "password" && o->val && *o->val) return true;
+  return false;
+}
+
 Status ValidateConninfo(std::string_view conninfo, std::string_view key) {
   std::string error;
   if (Parse(conninfo, &error)) return Status::Ok();

@@ -36,6 +36,10 @@ std::string RedactConninfo(std::string_view conninfo);
 // Each SECRET becomes ********.
 std::string RedactSecrets(std::string_view text);
 
+// True when `conninfo` itself holds a password (password=..., or the
+// user:password@ of a URI), as libpq parses it.
+bool ConninfoHasPassword(std::string_view conninfo);
+
 // Ok if libpq can parse `conninfo` (empty is fine: libpq then uses PG*
 // environment variables and defaults). Else kUsage naming `key` (e.g.
 // "provider") with libpq's reason; when the string holds a password, quoted

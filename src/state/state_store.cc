@@ -252,8 +252,16 @@ CREATE TABLE IF NOT EXISTS lorry.removed_tables (
 );
 )sql";
 
+// Version 8: why a deferred index's rebuild failed (kept until it succeeds,
+// so that `lorry status` shows it between the retries).
+constexpr const char* kSchemaV8 = R"sql(
+ALTER TABLE lorry.deferred_indexes ADD COLUMN IF NOT EXISTS last_error text;
+ALTER TABLE lorry.deferred_indexes ADD COLUMN IF NOT EXISTS failed_at timestamptz;
+)sql";
+
 // Migrations in order; migration i brings the schema to version i + 1.
-constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6, kSchemaV7};
+constexpr const char* kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4,
+                                       kSchemaV5, kSchemaV6, kSchemaV7, kSchemaV8};
 
 std::optional<Lsn> LsnOrNull(const pg::PgResult& r, int row, int col) {
   if (r.IsNull(row, col)) return std::nullopt;
@@ -381,6 +389,7 @@ TableState TableFromRow(const pg::PgResult& r, int i) {
   t.row_filter = r.Get(i, 13);
   t.column_list = r.Get(i, 14);
   t.ops = r.Get(i, 15);
+  t.index_rebuild_error = r.Get(i, 16);
   return t;
 }
 constexpr const char* kTableColumns =
@@ -389,7 +398,10 @@ constexpr const char* kTableColumns =
     "extract(epoch FROM coalesce(copy_finished_at, clock_timestamp()) - copy_started_at)::float8, "
     "(SELECT count(*) FROM lorry.deferred_indexes d WHERE d.subscription = t.subscription "
     " AND d.nspname = t.nspname AND d.relname = t.relname), "
-    "coalesce(row_filter, ''), coalesce(column_list, ''), coalesce(ops, '')";
+    "coalesce(row_filter, ''), coalesce(column_list, ''), coalesce(ops, ''), "
+    "coalesce((SELECT 'index ' || quote_ident(d.index_name) || ': ' || d.last_error || ' (at ' || d.failed_at || ')' "
+    "  FROM lorry.deferred_indexes d WHERE d.subscription = t.subscription AND d.nspname = t.nspname "
+    "  AND d.relname = t.relname AND d.last_error IS NOT NULL ORDER BY d.failed_at DESC LIMIT 1), '')";
 }  // namespace
 
 Result<std::vector<TableState>> StateStore::ListTables() {

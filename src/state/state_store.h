@@ -37,6 +37,7 @@ struct TableState {
   std::optional<int64_t> bytes_estimate;       // provider size when the copy began
   std::optional<double> copy_seconds;          // time spent copying (so far, or in all)
   int64_t deferred_indexes = 0;                // indexes dropped for the copy, not yet rebuilt
+  std::string index_rebuild_error;             // why the last rebuild of one of them failed, or ""
   // As added (`add --where/--columns/--ops`); empty: none / all.
   std::string row_filter;
   std::string column_list;
@@ -70,7 +71,7 @@ struct SubscriptionRow {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
 
   // REQUIRES: conn outlives this object.
   StateStore(pg::PgConn* conn, std::string subscription) : conn_(conn), sub_(std::move(subscription)) {}

@@ -121,6 +121,27 @@ std::string DropStatement(const DeferredIndex& d) {
   return fmt::format("DROP INDEX {}", pg::QualifiedName{d.table.schema, d.index_name}.Quoted());
 }
 
+// Shows, before anything is dropped, that lorry can give the indexes back:
+// drops them and runs their definitions as the rebuild will (same session
+// user, empty search_path), in a savepoint rolled back at once. The table
+// is empty (a copy begins only into an empty table), so the builds cost
+// nothing. A refusal (no ownership of the table, no CREATE on its schema or
+// a tablespace) is returned; nothing has changed then.
+Status TryRebuild(pg::PgConn& subscriber, const std::vector<DeferredIndex>& deferred) {
+  LORRY_RETURN_IF_ERROR(subscriber.Exec("SAVEPOINT lorry_rebuild_check").status());
+  auto tried = [&]() -> Status {
+    for (const auto& d : deferred) LORRY_RETURN_IF_ERROR(subscriber.Exec(DropStatement(d)).status());
+    LORRY_RETURN_IF_ERROR(subscriber.Exec("SELECT pg_catalog.set_config('search_path', '', true)").status());
+    for (const auto& d : deferred) LORRY_RETURN_IF_ERROR(subscriber.Exec(d.definition).status());
+    return Status::Ok();
+  }();
+  // Undoes the drops, the builds and the search_path alike.
+  LORRY_RETURN_IF_ERROR(subscriber.Exec("ROLLBACK TO SAVEPOINT lorry_rebuild_check; "
+                                        "RELEASE SAVEPOINT lorry_rebuild_check")
+                            .status());
+  return tried;
+}
+
 pg::Param OptionalParam(const std::string& s) {
   if (s.empty()) return std::nullopt;
   return s;
@@ -160,6 +181,20 @@ Result<std::vector<DeferredIndex>> DeferIndexes(pg::PgConn& subscriber, const st
     d.definition = Definition(d, rows->Get(r, 2), rows->Get(r, 3), rows->Get(r, 4), rows->Get(r, 5),
                               rows->GetOptional(r, 6));
     deferred.push_back(std::move(d));
+  }
+
+  if (!deferred.empty()) {
+    if (Status can = TryRebuild(subscriber, deferred); !can.ok()) {
+      if (can.kind() == Status::Kind::kConnection) return context(can);
+      auto user = subscriber.QueryValue("SELECT current_user");
+      std::string who = user.ok() && user->has_value() ? pg::QuoteIdent(**user) : "<lorry's user>";
+      spdlog::warn("sub={} table={} indexes kept during the copy (slower): lorry could not create them again "
+                   "afterwards: {}. Fix: let lorry's subscriber user own the table and create in its schema: "
+                   "ALTER TABLE {} OWNER TO {}; GRANT CREATE ON SCHEMA {} TO {};",
+                   subscription, table.Display(), can.message(), table.Quoted(), who, pg::QuoteIdent(table.schema),
+                   who);
+      return std::vector<DeferredIndex>{};
+    }
   }
 
   // Records first: whatever happens next, a dropped index is recorded.
@@ -355,7 +390,10 @@ class Rebuilder {
     auto started = std::chrono::steady_clock::now();
     auto result = BuildInTransaction(conn, d);
     if (!result.ok()) {
-      (void)conn.Exec("ROLLBACK");
+      std::string sqlstate = conn.last_sqlstate();
+      // Best effort: a lost connection is retried anyway.
+      if (conn.Exec("ROLLBACK").ok() && !stop_.load() && result.status().kind() != Status::Kind::kConnection)
+        RecordFailure(conn, d, result.status(), sqlstate);
       return result.status().WithContext(
           fmt::format("rebuilding index {} of {}", pg::QuoteIdentIfNeeded(d.index_name), d.table.Display()));
     }
@@ -377,6 +415,22 @@ class Rebuilder {
         break;
     }
     return result;
+  }
+
+  // Kept on the record until a rebuild succeeds (the record goes then), so
+  // that `lorry status` shows it between the retries, with the fix.
+  void RecordFailure(pg::PgConn& conn, const DeferredIndex& d, const Status& failure, const std::string& sqlstate) {
+    std::string text = failure.message();
+    if (sqlstate == "42501") {  // insufficient_privilege
+      auto user = conn.QueryValue("SELECT current_user");
+      std::string who = user.ok() && user->has_value() ? pg::QuoteIdent(**user) : "<lorry's user>";
+      text += fmt::format(". Fix: ALTER TABLE {} OWNER TO {}; GRANT CREATE ON SCHEMA {} TO {}; (lorry retries)",
+                          d.table.Quoted(), who, pg::QuoteIdent(d.table.schema), who);
+    }
+    auto r = conn.ExecParams("UPDATE lorry.deferred_indexes SET last_error = $5, failed_at = now() "
+                             "WHERE subscription = $1 AND nspname = $2 AND relname = $3 AND index_name = $4",
+                             {subscription_, d.table.schema, d.table.name, d.index_name, text});
+    if (!r.ok()) spdlog::warn("sub={} cannot record the failed rebuild: {}", subscription_, r.status().message());
   }
 
   Result<BuildOutcome> BuildInTransaction(pg::PgConn& conn, const DeferredIndex& d) {

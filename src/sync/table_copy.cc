@@ -21,6 +21,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int kMaxRanges = 64;
+// How long one wait for a lock on a provider table lasts before lorry says
+// who holds it (and waits again).
+constexpr auto kProviderLockTimeout = std::chrono::seconds(5);
+constexpr auto kLockWarningEvery = std::chrono::seconds(60);
 constexpr Oid kFirstNormalObjectId = 16384;
 
 // What is known about one table while it is copied.
@@ -279,9 +283,58 @@ class Worker {
     return Status::Ok();
   }
 
+  // Takes the provider table's ACCESS SHARE lock (what the COPY needs) in
+  // waits of kProviderLockTimeout, each in a savepoint that keeps the
+  // snapshot's transaction alive: between them the stop flag is seen and
+  // whoever holds or queues for a conflicting lock is named in the log. A
+  // stop's cancel ends a wait at once.
+  Status LockProviderTable(const pg::QualifiedName& table) {
+    // Set before the savepoint: rolling back to it keeps the setting.
+    LORRY_RETURN_IF_ERROR(provider_.Exec(fmt::format("SET LOCAL lock_timeout = '{}ms'; SAVEPOINT lorry_lock",
+                                                     std::chrono::milliseconds(kProviderLockTimeout).count()))
+                              .status());
+    auto waiting_since = Clock::now();
+    Clock::time_point last_warning;
+    while (true) {
+      if (stop_.load()) return Status::Cancelled("copy stopped");
+      auto locked = provider_.ExecParams(fmt::format("LOCK TABLE ONLY {} IN ACCESS SHARE MODE", table.Quoted()), {});
+      if (locked.ok()) return provider_.Exec("RELEASE SAVEPOINT lorry_lock; RESET lock_timeout").status();
+      if (provider_.last_sqlstate() != "55P03") return locked.status();  // not lock_timeout
+      LORRY_RETURN_IF_ERROR(provider_.Exec("ROLLBACK TO SAVEPOINT lorry_lock").status());
+      if (Clock::now() - last_warning < kLockWarningEvery) continue;
+      last_warning = Clock::now();
+      spdlog::warn("sub={} table={} copy has waited {:.0f} s for a lock on the provider table: {}; it waits on "
+                   "(SIGTERM stops lorry)",
+                   plan_.subscription, table.Display(),
+                   std::chrono::duration<double>(Clock::now() - waiting_since).count(), LockHolders(table));
+    }
+  }
+
+  // Who holds or waits for a lock on `table` that conflicts with ACCESS SHARE.
+  std::string LockHolders(const pg::QualifiedName& table) {
+    auto r = provider_.ExecParams(
+        "SELECT l.pid, l.granted, coalesce(a.usename::text, '?'), coalesce(a.application_name, ''), "
+        "coalesce(a.state, '?'), coalesce(left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100), ''), "
+        "coalesce(date_trunc('second', now() - a.xact_start)::text, '?') "
+        "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND l.mode = 'AccessExclusiveLock' "
+        "AND l.pid <> pg_backend_pid() ORDER BY l.granted DESC, l.pid",
+        {table.Quoted()});
+    if (!r.ok()) return "its holder cannot be read (" + r.status().message() + ")";
+    if (r->rows() == 0) return "no holder seen (it was released meanwhile)";
+    std::string out;
+    for (int i = 0; i < r->rows(); ++i)
+      out += fmt::format("{}pid {} {} ACCESS EXCLUSIVE (user {}, application \"{}\", {} for {}, query: {})",
+                         out.empty() ? "" : "; ", r->Get(i, 0), r->GetBool(i, 1) ? "holds" : "waits for",
+                         r->Get(i, 2), r->Get(i, 3), r->Get(i, 4), r->Get(i, 6), r->Get(i, 5));
+    return out + fmt::format(". End it with SELECT pg_terminate_backend(pid) on the provider, or let it finish");
+  }
+
   // Copies one unit in one subscriber transaction.
   Status Copy(const Unit& u) {
     TableCopy* t = u.copy;
+    FaultPoint("copy_lock");
+    LORRY_RETURN_IF_ERROR(LockProviderTable(t->table).WithContext(fmt::format("copy {}", t->table.Display())));
     std::string where;
     if (!t->row_filter.empty()) where = " WHERE (" + t->row_filter + ")";
     // Rows go into the subscriber's table of the same name, which routes
