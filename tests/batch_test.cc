@@ -261,12 +261,7 @@ TEST_F(Streaming, Kill9WhileATransactionIsSpooled) {
   ASSERT_TRUE(open.Exec("INSERT INTO big SELECT g, repeat('y', 100) FROM generate_series(1000, 30999) g").ok());
   // lorry has spooled part of it (a file in its spool directory).
   std::string spool;
-  ASSERT_TRUE(Eventually([&] {
-    auto dirs = SpoolDirsOf(run->pid(), std::filesystem::temp_directory_path().string());
-    std::error_code ec;
-    spool = dirs.empty() ? "" : dirs.front();
-    return !spool.empty() && !std::filesystem::is_empty(spool, ec);
-  }, 30)) << run->Log();
+  ASSERT_TRUE(Eventually([&] { return !(spool = SpoolDirWithData(run->pid())).empty(); }, 30)) << run->Log();
   run->Kill9();
   ASSERT_TRUE(open.Exec("UPDATE big SET v = 'late' WHERE id BETWEEN 1 AND 20000").ok());
   ASSERT_TRUE(open.Exec("COMMIT").ok());

@@ -236,6 +236,13 @@ std::vector<std::string> SpoolDirsOf(pid_t pid, const std::string& parent) {
   return out;
 }
 
+std::string SpoolDirWithData(pid_t pid) {
+  std::error_code ec;
+  for (const auto& dir : SpoolDirsOf(pid, std::filesystem::temp_directory_path(ec).string()))
+    if (!std::filesystem::is_empty(dir, ec) && !ec) return dir;
+  return "";
+}
+
 std::string TwoClusters::Provider() const { return provider_->Conninfo(dbname_); }
 std::string TwoClusters::Subscriber() const { return subscriber_->Conninfo(dbname_); }
 

@@ -103,6 +103,8 @@ class TwoClusters : public ::testing::Test {
 // The spool directories of the lorry process `pid` under `parent`
 // (lorry-spool-<pid>-XXXXXX, see replication/stream_spool.h).
 std::vector<std::string> SpoolDirsOf(pid_t pid, const std::string& parent);
+// Its spool directory under the temp directory once it holds a file, else "".
+std::string SpoolDirWithData(pid_t pid);
 
 // Polls `pred` every 100 ms until true or timeout; returns the last result.
 template <typename Pred>

@@ -191,11 +191,7 @@ TEST_F(Metrics, StreamedTransactionsCountWhenCommitted) {
   auto open = ConnectProvider();
   ASSERT_TRUE(open.Exec("BEGIN").ok());
   ASSERT_TRUE(open.Exec("INSERT INTO big SELECT g, repeat('a', 50) FROM generate_series(100000, 119999) g").ok());
-  std::string spool = fmt::format("{}/lorry-spool-{}", std::filesystem::temp_directory_path().string(), run.pid());
-  ASSERT_TRUE(Eventually([&] {
-    std::error_code ec;
-    return std::filesystem::exists(spool) && !std::filesystem::is_empty(spool, ec);
-  }, 30)) << "nothing spooled in " << spool << "\n" << run.Log();
+  ASSERT_TRUE(Eventually([&] { return !SpoolDirWithData(run.pid()).empty(); }, 30)) << "nothing spooled\n" << run.Log();
   EXPECT_EQ(scrape()[big + "\"insert\"}"], 0);
   ASSERT_TRUE(open.Exec("ROLLBACK").ok());
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <random>
 #include <thread>
@@ -129,12 +130,13 @@ class Session {
   bool reached_until() const { return reached_until_; }
 
  private:
-  pg::ConnectOptions SubscriberOptions(const char* app) const {
-    return {{{"options", pg::kTextSessionOptions}, {"application_name", app}}, "subscriber"};
+  pg::ConnectOptions SubscriberOptions(const char* app, bool keep_running_on_stop = false) const {
+    return {{{"options", pg::kTextSessionOptions}, {"application_name", app}}, "subscriber", keep_running_on_stop};
   }
 
   Status ConnectSubscriber() {
-    LORRY_ASSIGN_OR_RETURN(control_, pg::PgConn::Connect(config_.subscriber, SubscriberOptions("lorry_control")));
+    LORRY_ASSIGN_OR_RETURN(control_, pg::PgConn::Connect(config_.subscriber,
+                                                         SubscriberOptions("lorry_control", /*keep_running_on_stop=*/true)));
     // The heartbeat's record of confirmed positions must be durable before
     // the provider is told it may forget them.
     LORRY_RETURN_IF_ERROR(control_.Exec("SET synchronous_commit = on").status());
@@ -1072,11 +1074,13 @@ bool Retryable(const Status& s) {
   return s.kind() == Status::Kind::kConnection || s.kind() == Status::Kind::kServer;
 }
 
-// Once a stop is requested, cancels what the process's connections are
-// running, at once and then every second until the run is over: a wait on a
-// lock, a COPY or an index build ends within seconds (the stop flag is only
-// seen between statements). What a cancelled statement did is rolled back;
-// the origin moves only with committed data, so nothing is lost.
+// A stop request not done with after a second (a clean stop takes less)
+// cancels what the process's connections are running, then again every
+// second until the run is over: a wait on a lock, a COPY or an index build
+// ends within seconds (the stop flag is only seen between statements). What
+// a cancelled statement did is rolled back; the origin moves only with
+// committed data, so nothing is lost. The control session (the final
+// heartbeat) and the lease's are left alone.
 class StopCanceller {
  public:
   explicit StopCanceller(const std::atomic<bool>& stop) : stop_(stop), thread_([this] { Loop(); }) {}
@@ -1089,9 +1093,10 @@ class StopCanceller {
 
  private:
   void Loop() {
-    Clock::time_point next;
+    std::optional<Clock::time_point> next;  // set when the stop is seen
     while (!done_.load()) {
-      if (stop_.load() && Clock::now() >= next) {
+      if (stop_.load() && !next) next = Clock::now() + std::chrono::seconds(1);
+      if (next && Clock::now() >= *next) {
         pg::CancelRunningQueries();
         next = Clock::now() + std::chrono::seconds(1);
       }

@@ -113,8 +113,6 @@ class PgConn {
   bool connected() const { return conn_ != nullptr; }
   // Like "provider (host=127.0.0.1 port=5432 dbname=app user=lorry)": never a password.
   const std::string& label() const { return label_; }
-  // The SQLSTATE of the last statement that failed on this connection ("" if none).
-  const std::string& last_sqlstate() const { return last_sqlstate_; }
   int server_version() const;  // e.g. 150004
   int backend_pid() const;     // the server process of this session (pg_backend_pid())
   int socket() const;          // the connection's socket, -1 when not connected
